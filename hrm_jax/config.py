@@ -1,0 +1,189 @@
+"""Configuration: frozen dataclasses with named presets, validated once at the edge.
+
+Every field has a `help` string in its metadata; the CLI (`experiments.run`) is generated from
+these dataclasses, so adding a field here adds a flag there.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid. The message is one line: what, and what is allowed."""
+
+
+def _f(default, help: str, choices: tuple | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The HRM core (reference-facts §2). Defaults are the paper's configuration."""
+
+    hidden: int = _f(64, "width of every token vector (z_H, z_L, embeddings)")
+    heads: int = _f(2, "attention heads (head dim = hidden / heads)")
+    expansion: float = _f(4.0, "SwiGLU expansion; inner width = round(expansion*hidden*2/3) rounded up to a multiple of 256")
+    H_layers: int = _f(4, "transformer blocks in the high-level (H) module")
+    L_layers: int = _f(4, "transformer blocks in the low-level (L) module")
+    H_cycles: int = _f(2, "H updates per segment (HRM's outer loop)")
+    L_cycles: int = _f(2, "L updates per H update (HRM's inner loop)")
+    segments_per_step: int = _f(8, "segments run per environment step when acting (paper: halt_max_steps=8)")
+    rope_theta: float = _f(10000.0, "rotary position embedding base")
+    rms_eps: float = _f(1e-5, "RMSNorm epsilon")
+    vocab_size: int = _f(131, "token vocabulary (ASCII codes; the output layer has this many rows)")
+    num_actions: int = _f(4, "Q outputs used (N, E, S, W)")
+    z_carry: str = _f("last_token", "z between env steps: last_token (authors' code), full (per-token z, paper text), reset (always H_init/L_init)",
+                      ("last_token", "full", "reset"))
+    q_head: str = _f("last_token_linear", "Q head: last_token_linear (authors': output layer on the last token's z_H) or mlp (2-layer on mean-pooled z_H)",
+                     ("last_token_linear", "mlp"))
+    build_act_head: bool = _f(False, "build HRM's (unused) ACT halting head, 2 outputs with bias (+130 params at hidden 64)")
+    dtype: str = _f("float32", "compute dtype (parameters stay float32): float32 (CPU) or bfloat16 (GPU)", ("float32", "bfloat16"))
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def mlp_inner(self) -> int:
+        inner = round(self.expansion * self.hidden * 2 / 3)
+        return -(-inner // 256) * 256
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Which maze and its dynamics (reference-facts §1)."""
+
+    name: str = _f("four_rooms", "environment", ("four_rooms", "corridor_maze"))
+    p_change: float = _f(0.05, "probability per step that the closed doors are resampled")
+    door_dynamics: str = _f("joint", "joint: resample the whole closed set (authors' code); independent: each door toggles with p_change (paper text)",
+                            ("joint", "independent"))
+    closed_doors: int = _f(-1, "closed doors at a time (four-rooms; -1 = env default 1) / dynamic doors (maze; -1 = env default 5)")
+    fixed_walls: int = _f(-1, "fixed walls placed at reset (corridor maze only; -1 = env default 10)")
+    max_steps: int = _f(80, "truncation limit (blocked moves count)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The DQN loop (reference-facts §3). Defaults are the paper's configuration."""
+
+    num_envs: int = _f(256, "parallel environments; one vectorised step per collection")
+    total_grad_steps: int = _f(300_000, "gradient steps to train for")
+    grad_steps_per_collect: int = _f(8, "gradient steps per collection (one minibatch, deep supervision)")
+    supervision_segments: int = _f(8, "consecutive 1-step-gradient updates per minibatch, carry detached between them")
+    batch_size: int = _f(256, "replay minibatch size")
+    buffer_capacity: int = _f(1_048_576, "replay capacity in transitions")
+    learning_starts: int = _f(0, "transitions in replay before learning starts (authors: 0 = as soon as one batch fits)")
+    gamma: float = _f(0.95, "discount")
+    loss: str = _f("mse", "TD loss: mse (authors') or huber", ("mse", "huber"))
+    lr: float = _f(1e-4, "model learning rate (Adam)")
+    beta1: float = _f(0.9, "Adam beta1")
+    beta2: float = _f(0.95, "Adam beta2 (paper table; the authors' code ran 0.999)")
+    weight_decay: float = _f(0.0, "model weight decay (decoupled)")
+    puzzle_lr: float = _f(1e-2, "puzzle-embedding learning rate (sign-SGD)")
+    puzzle_weight_decay: float = _f(0.1, "puzzle-embedding decoupled weight decay")
+    warmup_steps: int = _f(10_000, "linear learning-rate warm-up (gradient steps), then constant")
+    polyak: float = _f(0.999, "target-network Polyak factor per gradient step (target <- polyak*target + (1-polyak)*online)")
+    eps_start: float = _f(1.0, "epsilon at step 0")
+    eps_end: float = _f(0.15, "final epsilon (the published runs used 0.33)")
+    eps_decay_steps: int = _f(300_000, "gradient steps over which epsilon decays linearly")
+    eval_envs: int = _f(256, "fresh environments per greedy evaluation")
+    eval_every: int = _f(10_000, "gradient steps between greedy evaluations (also the logging / chunk size)")
+    checkpoint_every: int = _f(50_000, "gradient steps between checkpoints (rounded to a multiple of eval_every)")
+    keep_checkpoints: int = _f(3, "checkpoints kept")
+    seeds: int = _f(1, "independent agents trained in one vmapped program")
+    seed: int = _f(0, "base seed; agent i uses fold_in(key(seed), i)")
+
+
+@dataclass(frozen=True)
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "Config":
+        return Config(env=EnvConfig(**d["env"]), model=ModelConfig(**d["model"]), train=TrainConfig(**d["train"]))
+
+
+PAPER = Config()
+
+# The largest HRM that learns four-rooms on a 2-core CPU in minutes: same algorithm, fewer
+# layers/segments/envs. Chosen by measurement (see README "Train").
+CPU = Config(
+    model=ModelConfig(hidden=64, heads=2, H_layers=1, L_layers=1, H_cycles=1, L_cycles=2, segments_per_step=2),
+    train=TrainConfig(num_envs=64, batch_size=64, total_grad_steps=20_000, grad_steps_per_collect=2,
+                      supervision_segments=2, buffer_capacity=65_536, warmup_steps=500,
+                      eps_decay_steps=10_000, eps_end=0.05, eval_envs=256, eval_every=1_000,
+                      checkpoint_every=5_000, lr=1e-3),
+)
+
+# Seconds on a CPU: for tests, smoke checks and trying flags.
+TINY = Config(
+    model=ModelConfig(hidden=32, heads=2, H_layers=1, L_layers=1, H_cycles=1, L_cycles=1, segments_per_step=2),
+    train=TrainConfig(num_envs=16, batch_size=32, total_grad_steps=40, grad_steps_per_collect=2,
+                      supervision_segments=2, buffer_capacity=1024, warmup_steps=10,
+                      eps_decay_steps=40, eval_envs=32, eval_every=20, checkpoint_every=20, lr=1e-3),
+)
+
+PRESETS: dict[str, Config] = {"paper": PAPER, "cpu": CPU, "tiny": TINY}
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
+
+
+def validate(cfg: Config) -> Config:
+    """Check every field once, at the edge. Raises ConfigError with a one-line message."""
+    for section in (cfg.env, cfg.model, cfg.train):
+        for f in fields(section):
+            v = getattr(section, f.name)
+            choices = f.metadata.get("choices")
+            if choices is not None:
+                _check(v in choices, f"{f.name}={v!r} is not allowed; choose one of: {', '.join(choices)}")
+    m, t, e = cfg.model, cfg.train, cfg.env
+    for name in ("hidden", "heads", "H_layers", "L_layers", "H_cycles", "L_cycles", "segments_per_step",
+                 "vocab_size", "num_actions"):
+        _check(getattr(m, name) >= 1, f"{name}={getattr(m, name)} must be >= 1")
+    _check(m.hidden % m.heads == 0, f"hidden={m.hidden} must be divisible by heads={m.heads}")
+    _check(m.head_dim % 2 == 0, f"head dim hidden/heads={m.head_dim} must be even (rotary embedding)")
+    _check(m.expansion > 0, f"expansion={m.expansion} must be > 0")
+    _check(m.num_actions <= m.vocab_size, f"num_actions={m.num_actions} must be <= vocab_size={m.vocab_size}")
+    _check(m.vocab_size >= 128, f"vocab_size={m.vocab_size} must be >= 128 (observations are ASCII codes)")
+    for name in ("num_envs", "total_grad_steps", "grad_steps_per_collect", "supervision_segments", "batch_size",
+                 "buffer_capacity", "eval_envs", "eval_every", "checkpoint_every", "keep_checkpoints", "seeds",
+                 "eps_decay_steps"):
+        _check(getattr(t, name) >= 1, f"{name}={getattr(t, name)} must be >= 1")
+    for name in ("learning_starts", "warmup_steps", "seed"):
+        _check(getattr(t, name) >= 0, f"{name}={getattr(t, name)} must be >= 0")
+    _check(t.batch_size <= t.buffer_capacity,
+           f"batch_size={t.batch_size} is larger than buffer_capacity={t.buffer_capacity}")
+    _check(t.learning_starts <= t.buffer_capacity,
+           f"learning_starts={t.learning_starts} is larger than buffer_capacity={t.buffer_capacity}")
+    for name in ("gamma", "polyak", "eps_start", "eps_end", "beta1", "beta2"):
+        v = getattr(t, name)
+        _check(0.0 <= v <= 1.0, f"{name}={v} must be in [0, 1]")
+    for name in ("lr", "puzzle_lr"):
+        _check(getattr(t, name) > 0, f"{name}={getattr(t, name)} must be > 0")
+    for name in ("weight_decay", "puzzle_weight_decay"):
+        _check(getattr(t, name) >= 0, f"{name}={getattr(t, name)} must be >= 0")
+    _check(0.0 <= e.p_change <= 1.0, f"p_change={e.p_change} must be in [0, 1]")
+    _check(e.max_steps >= 1, f"max_steps={e.max_steps} must be >= 1")
+    _check(e.closed_doors >= -1, f"closed_doors={e.closed_doors} must be >= 0 (or -1 for the env default)")
+    _check(e.fixed_walls >= -1, f"fixed_walls={e.fixed_walls} must be >= 0 (or -1 for the env default)")
+    return cfg
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"preset {name!r} does not exist; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def override(cfg: Config, section: str, **kw) -> Config:
+    return replace(cfg, **{section: replace(getattr(cfg, section), **kw)})
