@@ -161,6 +161,11 @@ def validate(cfg: Config) -> Config:
         _check(getattr(t, name) >= 1, f"{name}={getattr(t, name)} must be >= 1")
     for name in ("learning_starts", "warmup_steps", "seed"):
         _check(getattr(t, name) >= 0, f"{name}={getattr(t, name)} must be >= 0")
+    _check(t.grad_steps_per_collect % t.supervision_segments == 0,
+           f"grad_steps_per_collect={t.grad_steps_per_collect} must be a multiple of supervision_segments="
+           f"{t.supervision_segments} (each minibatch gets all its deep-supervision steps)")
+    _check(t.eval_every % t.grad_steps_per_collect == 0,
+           f"eval_every={t.eval_every} must be a multiple of grad_steps_per_collect={t.grad_steps_per_collect}")
     _check(t.batch_size <= t.buffer_capacity,
            f"batch_size={t.batch_size} is larger than buffer_capacity={t.buffer_capacity}")
     _check(t.learning_starts <= t.buffer_capacity,

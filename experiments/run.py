@@ -1,0 +1,359 @@
+"""The main job: train HRM-Agent with DQN.
+
+    python -m experiments.run                      # cpu preset, four-rooms, carry z, 1 seed
+    python -m experiments.run --preset paper --env corridor_maze --seeds 5
+    python -m experiments.run --dry-run --preset paper
+    python -m experiments.run --resume runs/four_rooms-last_token-cpu-s0
+
+Writes a run directory: config.json, metrics.jsonl, tb/ (TensorBoard), checkpoints/ (orbax),
+summary.json and curves.png. See README "Train".
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from typing import Any
+
+PROG = "python -m experiments.run"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hrm_jax.cli import OneLineParser, add_config_flags
+
+    p = OneLineParser(prog=PROG, description="Train HRM-Agent (HRM + DQN) on a dynamic maze. Every config "
+                      "field is a flag; unset flags take the preset's value.",
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default=None, help="run directory (default: runs/<env>-<z_carry>-<preset>-s<seed>)")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run in DIR from its last checkpoint (its config.json is used; other config flags must not contradict it)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config, parameter count and FLOPs of one acting / gradient step, then exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
+    p.add_argument("--fail-on-nonfinite-at", type=int, default=None, help=argparse.SUPPRESS)  # test hook (issue 7)
+    add_config_flags(p)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+
+def resolve(argv: list[str] | None = None):
+    """Parse and validate everything that can be checked before compiling. Exits 2 on bad input."""
+    from hrm_jax.cli import config_from_args, fail
+    from hrm_jax.config import Config, ConfigError, validate
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args, PROG)
+    if args.resume:
+        path = os.path.join(args.resume, "config.json")
+        if not os.path.isfile(path):
+            fail(f"--resume {args.resume}: no config.json there (not a run directory)", PROG)
+        try:
+            with open(path) as fh:
+                saved = Config.from_dict(json.load(fh))
+            validate(saved)
+        except (ValueError, KeyError, TypeError, ConfigError) as exc:
+            fail(f"--resume {args.resume}: config.json is unreadable or incompatible ({str(exc).splitlines()[0]})", PROG)
+        given = {k: v for k, v in vars(args).items() if "__" in k and v is not None}
+        for k, v in given.items():
+            section, name = k.split("__", 1)
+            if getattr(getattr(saved, section), name) != v:
+                fail(f"--resume {args.resume}: {name}={v!r} contradicts the run's config ({name}="
+                     f"{getattr(getattr(saved, section), name)!r})", PROG)
+        cfg = saved
+    # env-level checks (counts against the map's candidates) happen here, before compiling
+    from hrm_jax.agent import make_env
+    try:
+        make_env(cfg.env)
+    except ValueError as exc:
+        fail(str(exc), PROG)
+    cfg = cap_full_z_capacity(cfg)
+    out = args.resume or args.out or os.path.join(
+        "runs", f"{cfg.env.name}-{cfg.model.z_carry}-{args.preset}-s{cfg.train.seed}")
+    if not args.resume and not args.dry_run:
+        if os.path.exists(out) and os.listdir(out):
+            fail(f"--out {out} already exists and is not empty (use --resume {out} to continue it, or another --out)", PROG)
+        parent = os.path.dirname(os.path.abspath(out)) or "."
+        probe = out if os.path.isdir(out) else parent
+        if os.path.exists(probe) and not os.access(probe, os.W_OK):
+            fail(f"--out {out}: directory is not writable", PROG)
+    return args, cfg, out
+
+
+def cap_full_z_capacity(cfg, budget_bytes: int = 8 << 30):
+    """`full` z mode stores two [S, hidden] float32 z per transition (~125 KB at the paper size):
+    cap the replay capacity to `budget_bytes` per seed and say so."""
+    from hrm_jax.config import override
+    from hrm_jax.replay import transition_bytes
+
+    if cfg.model.z_carry != "full":
+        return cfg
+    obs_len = 121 if cfg.env.name == "four_rooms" else 143
+    per = transition_bytes(obs_len, (obs_len + 1, cfg.model.hidden))
+    cap = max(cfg.train.batch_size, budget_bytes // per)
+    if cfg.train.buffer_capacity > cap:
+        print(f"note: z_carry=full stores {per / 1024:.0f} KiB per transition; buffer_capacity capped "
+              f"{cfg.train.buffer_capacity} -> {cap} ({budget_bytes >> 30} GiB per seed)", file=sys.stderr)
+        cfg = override(cfg, "train", buffer_capacity=int(cap))
+    return cfg
+
+
+def dry_run(cfg, out: str) -> None:
+    from hrm_jax import flops
+    from hrm_jax.train import make_train
+
+    tr = make_train(cfg)
+    S = tr.obs_len + 1
+    t = cfg.train
+    print(json.dumps(cfg.to_dict(), indent=2))
+    print(f"run directory: {out}")
+    print(f"trainable parameters: {tr.param_count:,} (+{cfg.model.hidden} puzzle embedding, trained by sign-SGD)")
+    act = flops.act_flops(cfg.model, S, t.num_envs)
+    grad = flops.grad_step_flops(cfg.model, S, t.batch_size)
+    print(f"FLOPs of one acting step ({t.num_envs} envs x {cfg.model.segments_per_step} segments): {act:.3e}")
+    print(f"FLOPs of one gradient step (batch {t.batch_size}, 1-step gradient): {grad:.3e}")
+    print(f"iterations: {tr.prefill_iters} prefill + {tr.num_chunks} chunks x {tr.iters_per_chunk} "
+          f"(1 collection of {t.num_envs} envs + {t.grad_steps_per_collect} gradient steps each)")
+
+
+# ---------------------------------------------------------------------------------------------
+
+class RunLog:
+    """metrics.jsonl + TensorBoard scalars, one line / scalar set per seed per log point."""
+
+    TB_KEYS = ("loss", "epsilon", "train_return", "eval_success", "eval_length", "eval_optimal", "env_steps_per_s", "q_mean")
+
+    def __init__(self, out: str, seeds: int, truncate_after: int | None):
+        from tensorboardX import SummaryWriter
+
+        self.path = os.path.join(out, "metrics.jsonl")
+        if truncate_after is not None and os.path.exists(self.path):
+            # a resumed run recomputes everything after its checkpoint: drop those lines
+            with open(self.path) as fh:
+                lines = [l for l in fh if l.strip() and json.loads(l)["grad_steps"] <= truncate_after]
+            with open(self.path + ".tmp", "w") as fh:
+                fh.writelines(lines)
+            os.replace(self.path + ".tmp", self.path)
+        self.rows = []
+        if os.path.exists(self.path):
+            with open(self.path) as fh:
+                self.rows = [json.loads(l) for l in fh if l.strip()]
+        self.tb = SummaryWriter(os.path.join(out, "tb"))
+        self.seeds = seeds
+
+    def write(self, metrics: dict[str, Any], wall: float, sps: float) -> list[dict]:
+        rows = []
+        for i in range(self.seeds):
+            row = {k: _py(v[i]) for k, v in metrics.items()}
+            row.update(seed=i, wall_time_s=round(wall, 3), env_steps_per_s=round(sps, 1))
+            rows.append(row)
+            for k in self.TB_KEYS:
+                if k in row:
+                    self.tb.add_scalar(f"seed{i}/{k}", row[k], row["grad_steps"])
+        with open(self.path, "a") as fh:
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
+        self.tb.flush()
+        self.rows.extend(rows)
+        return rows
+
+    def close(self):
+        self.tb.close()
+
+
+def _py(v):
+    import numpy as np
+
+    v = np.asarray(v)
+    if np.issubdtype(v.dtype, np.integer):
+        iv = int(v)
+        return -1 if iv == np.iinfo(np.int32).max else iv
+    return round(float(v), 6)
+
+
+def summarize(cfg, rows: list[dict], param_count: int, wall: float) -> dict:
+    """summary.json: the last log point per seed, and their mean."""
+    seeds = sorted({r["seed"] for r in rows})
+    per_seed = []
+    for s in seeds:
+        last = [r for r in rows if r["seed"] == s][-1]
+        per_seed.append(dict(seed=s, success=last["eval_success"], mean_episode_length=last["eval_length"],
+                             optimal_episode_length=last["eval_optimal"], grad_steps=last["grad_steps"],
+                             env_steps=last["env_steps"], wall_time_s=round(wall, 2),
+                             env_steps_per_s=round(last["env_steps"] / max(wall, 1e-9), 1), params=param_count))
+    keys = [k for k in per_seed[0] if k != "seed"]
+    mean = {k: round(sum(p[k] for p in per_seed) / len(per_seed), 4) for k in keys}
+    return dict(env=cfg.env.name, z_carry=cfg.model.z_carry, seeds=per_seed, mean=mean)
+
+
+def plot_curves(rows: list[dict], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seeds = sorted({r["seed"] for r in rows})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for s in seeds:
+        rs = [r for r in rows if r["seed"] == s]
+        x = [r["grad_steps"] for r in rs]
+        ax1.plot(x, [r["eval_success"] for r in rs], label=f"seed {s}")
+        ax2.plot(x, [r["eval_length"] for r in rs], label=f"seed {s}")
+    opt = [r["eval_optimal"] for r in rows]
+    ax2.axhline(sum(opt) / len(opt), ls="--", color="k", label="BFS optimum (mean)")
+    ax1.set(xlabel="gradient steps", ylabel="greedy success", ylim=(0, 1.02), title=title)
+    ax2.set(xlabel="gradient steps", ylabel="mean episode length", title=title)
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | None = None) -> int:
+    """Run (or continue) training in `out`. Returns the process exit status."""
+    import jax
+    import numpy as np
+
+    from hrm_jax import checkpoint as ckpt
+    from hrm_jax.train import make_train, seed_keys
+
+    t = cfg.train
+    os.makedirs(out, exist_ok=True)
+    if not resume:
+        with open(os.path.join(out, "config.json"), "w") as fh:
+            json.dump(cfg.to_dict(), fh, indent=2)
+    tr = make_train(cfg, nan_from_step=nan_at)
+    init = jax.jit(jax.vmap(tr.init))
+    chunk = jax.jit(jax.vmap(tr.chunk))
+    keys = seed_keys(t.seed, t.seeds)
+    mngr = ckpt.manager(os.path.join(out, "checkpoints"), t.keep_checkpoints)
+    wall_before = 0.0
+    t0 = time.time()
+    if resume:
+        like = jax.eval_shape(init, keys)
+        like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype) if not jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key)
+                            else jax.random.key(0) if s.shape == () else jax.vmap(jax.random.key)(np.zeros(s.shape, np.uint32)), like)
+        try:
+            step, state = ckpt.restore_latest(mngr, like)
+        except ckpt.CheckpointError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 2
+        meta = _read_meta(out)
+        wall_before = meta.get(str(step), 0.0)
+        print(f"resumed {out} at gradient step {step}", file=sys.stderr)
+    else:
+        state = init(keys)
+        step = 0
+    log = RunLog(out, t.seeds, truncate_after=step if resume else None)
+    done_chunks = step // t.eval_every
+    chunks_per_ckpt = max(1, t.checkpoint_every // t.eval_every)
+    bar = _progress(tr.num_chunks * t.eval_every, step, progress)
+    env_prev = float(np.mean(jax.device_get(state.env_steps)))
+    interrupted = {"flag": False}
+
+    def on_sigint(signum, frame):
+        interrupted["flag"] = True
+        print(f"\n{PROG}: interrupt: saving a checkpoint after the current chunk (Ctrl-C again to abort)", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    status = 0
+    try:
+        for c in range(done_chunks, tr.num_chunks):
+            tc = time.time()
+            new_state, metrics = chunk(state)
+            metrics = jax.device_get(metrics)
+            dt = time.time() - tc
+            bad = int(np.min(metrics["first_bad_step"]))
+            if bad != np.iinfo(np.int32).max:
+                print(f"\n{PROG}: error: non-finite loss or Q value at gradient step {bad}; stopped. "
+                      f"The last good checkpoint and the metrics logged so far are kept in {out}", file=sys.stderr)
+                status = 3
+                break
+            state = new_state
+            wall = wall_before + time.time() - t0
+            env_now = float(np.mean(metrics["env_steps"]))
+            sps = (env_now - env_prev) / dt  # includes compilation in the first chunk
+            env_prev = env_now
+            rows = log.write(metrics, wall, sps)
+            gs = rows[0]["grad_steps"]
+            bar.update(gs - bar.n)
+            bar.set_postfix_str(f"env {sps:,.0f} steps/s | eps {rows[0]['epsilon']:.2f} | "
+                                f"success {np.mean([r['eval_success'] for r in rows]):.2f} | "
+                                f"len {np.mean([r['eval_length'] for r in rows]):.1f}/{np.mean([r['eval_optimal'] for r in rows]):.1f}")
+            if (c + 1) % chunks_per_ckpt == 0 or c + 1 == tr.num_chunks or interrupted["flag"]:
+                ckpt.save(mngr, gs, state)
+                _write_meta(out, gs, wall)
+            if interrupted["flag"]:
+                status = 130
+                break
+    finally:
+        signal.signal(signal.SIGINT, old)
+        bar.close()
+        log.close()
+    wall = wall_before + time.time() - t0
+    if log.rows:
+        summary = summarize(cfg, log.rows, tr.param_count, wall)
+        with open(os.path.join(out, "summary.json"), "w") as fh:
+            json.dump(summary, fh, indent=2)
+        plot_curves(log.rows, os.path.join(out, "curves.png"), f"{cfg.env.name}, z {cfg.model.z_carry}")
+        if status == 0:
+            _print_summary(summary, out)
+    return status
+
+
+def _read_meta(out: str) -> dict:
+    p = os.path.join(out, "checkpoints", "wall_time.json")
+    if os.path.exists(p):
+        with open(p) as fh:
+            return json.load(fh)
+    return {}
+
+
+def _write_meta(out: str, step: int, wall: float) -> None:
+    meta = _read_meta(out)
+    meta[str(step)] = wall
+    p = os.path.join(out, "checkpoints", "wall_time.json")
+    with open(p + ".tmp", "w") as fh:
+        json.dump(meta, fh)
+    os.replace(p + ".tmp", p)
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="grad step", dynamic_ncols=True, disable=not enabled,
+                file=sys.stderr, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+
+
+def _print_summary(summary: dict, out: str) -> None:
+    m = summary["mean"]
+    print(f"\n{summary['env']}, z {summary['z_carry']}, {len(summary['seeds'])} seed(s):")
+    print(f"  greedy success       {m['success']:.3f}")
+    print(f"  mean episode length  {m['mean_episode_length']:.2f}  (BFS optimum {m['optimal_episode_length']:.2f})")
+    print(f"  gradient steps       {m['grad_steps']:.0f}   env steps {m['env_steps']:.0f}")
+    print(f"  wall time            {m['wall_time_s']:.1f} s   ({m['env_steps_per_s']:.0f} env steps/s)")
+    print(f"  run directory        {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, cfg, out = resolve(argv)
+    if args.dry_run:
+        dry_run(cfg, out)
+        return 0
+    return train_run(cfg, out, resume=bool(args.resume), progress=not args.no_progress,
+                     nan_at=args.fail_on_nonfinite_at)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

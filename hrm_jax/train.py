@@ -1,0 +1,231 @@
+"""The DQN trainer: `make_train(config)` -> functions that run entirely inside `jit`.
+
+One *iteration* (reference-facts §3): act with all segments (epsilon-greedy per env) -> vmapped
+env step (gymnax auto-reset) -> replay add -> `grad_steps_per_collect` gradient steps, organised
+as minibatches of `supervision_segments` deep-supervision steps (each a 1-step-gradient segment
+starting from the previous step's detached carry; targets from the target net run for all
+segments from the stored converged z) -> a Polyak target update after every gradient step.
+
+A *chunk* is `eval_every` gradient steps of iterations in one `lax.scan`, followed by a greedy
+evaluation; it returns a few scalars. The host loop (experiments/run.py) calls the jitted chunk
+repeatedly, so the program compiles once whatever the run length, and progress, logging and
+checkpoints happen between chunks. `train(key)` is the same thing as one jittable function.
+
+Seeds: every function works on one agent; `jax.vmap` over keys runs N independent agents (own
+init, env stream, exploration) in one program.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from hrm_jax import agent
+from hrm_jax.config import Config
+from hrm_jax.model import StoredZ, count_params, init_variables, make_model, seed_carry, segment, run_segments
+from hrm_jax.replay import Transition, example_transition, make_buffer
+
+
+class TrainState(struct.PyTreeNode):
+    params: Any                 # online network (trainable)
+    target_params: Any          # target network
+    constants: Any              # H_init / L_init (never trained)
+    opt_state: Any
+    buffer: Any                 # flashbax buffer state
+    env_state: Any              # batched EnvState [num_envs]
+    obs: jax.Array              # uint8[num_envs, T]
+    z: StoredZ                  # the seed for the next acting step, per env
+    ep_return: jax.Array        # f32[num_envs] running return of the current episodes
+    key: jax.Array
+    eval_key: jax.Array         # evaluation draws its own stream (independent of eval frequency)
+    grad_step: jax.Array        # int32
+    env_steps: jax.Array        # int32 transitions collected
+
+
+class Trainer(NamedTuple):
+    config: Config
+    model: Any
+    env: Any
+    env_params: Any
+    obs_len: int
+    iters_per_chunk: int
+    prefill_iters: int
+    num_chunks: int
+    init: Callable        # key -> TrainState (after prefill)
+    chunk: Callable       # TrainState -> (TrainState, metrics dict of scalars)
+    evaluate: Callable    # (TrainState, key) -> metrics dict
+    train: Callable       # key -> (TrainState, metrics dict of [num_chunks] arrays)
+    param_count: int
+
+
+def label_params(params) -> Any:
+    """optax.multi_transform labels: the puzzle embedding gets its own optimiser."""
+    return {k: jax.tree.map(lambda _: "puzzle" if k == "puzzle_emb" else "model", v) for k, v in params.items()}
+
+
+def make_optimizer(cfg: Config, nan_from_step: int | None = None) -> optax.GradientTransformation:
+    """Adam(W) for the model, sign-SGD with decoupled weight decay for the puzzle embedding, both
+    with linear warm-up then constant. `nan_from_step` (tests only) turns every update into NaN
+    from that gradient step on, to exercise the non-finite guard."""
+    t = cfg.train
+    def schedule(lr):
+        return optax.warmup_constant_schedule(0.0, lr, max(t.warmup_steps, 1))
+    model_tx = optax.adamw(schedule(t.lr), b1=t.beta1, b2=t.beta2, weight_decay=t.weight_decay)
+    # HRM's sign-SGD for the puzzle embedding: p <- p (1 - lr wd) - lr sign(g)
+    puzzle_tx = optax.chain(optax.scale_by_sign(), optax.add_decayed_weights(t.puzzle_weight_decay),
+                            optax.scale_by_learning_rate(schedule(t.puzzle_lr)))
+    tx = optax.multi_transform({"model": model_tx, "puzzle": puzzle_tx}, label_params)
+    if nan_from_step is not None:
+        tx = optax.chain(tx, optax.scale_by_schedule(lambda n: jnp.where(n >= nan_from_step, jnp.nan, 1.0)))
+    return tx
+
+
+def epsilon_schedule(cfg: Config) -> optax.Schedule:
+    t = cfg.train
+    return optax.linear_schedule(t.eps_start, t.eps_end, t.eps_decay_steps)
+
+
+def td_loss(q_sa: jax.Array, y: jax.Array, kind: str) -> jax.Array:
+    if kind == "huber":
+        return jnp.mean(optax.huber_loss(q_sa, y))
+    return jnp.mean(jnp.square(q_sa - y))
+
+
+def dqn_targets(model, target_vars, batch: Transition, gamma: float, n_segments: int) -> jax.Array:
+    """y = r + gamma * (1 - terminated) * max_a Q_target(s', a); truncation bootstraps.
+    The target net runs all segments on s' from the stored converged z."""
+    carry = seed_carry(model, target_vars, batch.next_z, batch.next_obs.shape[0], batch.next_obs.shape[1])
+    _, q_next, _ = run_segments(model, target_vars, batch.next_obs, carry, n_segments)
+    y = batch.reward + gamma * (1.0 - batch.terminated.astype(jnp.float32)) * jnp.max(q_next, -1)
+    return jax.lax.stop_gradient(y)
+
+
+def make_train(cfg: Config, nan_from_step: int | None = None) -> Trainer:
+    m, t, e = cfg.model, cfg.train, cfg.env
+    model = make_model(m)
+    env, env_params = agent.make_env(e)
+    obs_len = env.obs_len
+    N, B, S, G = t.num_envs, t.batch_size, t.supervision_segments, t.grad_steps_per_collect
+    minibatches_per_iter = G // S
+    iters_per_chunk = t.eval_every // G
+    num_chunks = math.ceil(t.total_grad_steps / t.eval_every)
+    prefill_iters = math.ceil(max(B, t.learning_starts) / N)
+    tx = make_optimizer(cfg, nan_from_step)
+    eps_fn = epsilon_schedule(cfg)
+    z_shape = (obs_len + 1, m.hidden) if m.z_carry == "full" else (m.hidden,)
+    buffer = make_buffer(t.buffer_capacity, B, max(B, t.learning_starts))
+
+    def variables(params, constants):
+        return {"params": params, "constants": constants}
+
+    def collect(state: TrainState, eps: jax.Array):
+        """One vectorised env step with all segments; returns the new state and episode stats."""
+        key, k_act, k_env = jax.random.split(state.key, 3)
+        vars_ = variables(state.params, state.constants)
+        q, z_next, _ = agent.act(model, vars_, state.obs, state.z, m.segments_per_step)
+        action = agent.epsilon_greedy(k_act, q, eps)
+        obs2, env_state2, reward, term, trunc, info = jax.vmap(env.step, (0, 0, 0, None))(
+            jax.random.split(k_env, N), state.env_state, action, env_params)
+        tr = Transition(obs=state.obs, action=action, reward=reward, next_obs=info["final_observation"],
+                        terminated=term, truncated=trunc, prev_z=state.z, next_z=z_next)
+        buf = buffer.add(state.buffer, tr)
+        done = term | trunc
+        z0 = agent.initial_z(model, vars_, N, obs_len)
+        z_seed = z0 if m.z_carry == "reset" else agent.select_where(done, z0, z_next)
+        ret = state.ep_return + reward
+        stats = dict(finished=jnp.sum(done), finished_return=jnp.sum(jnp.where(done, ret, 0.0)),
+                     q_act=jnp.mean(jnp.max(q, -1)))
+        state = state.replace(key=key, buffer=buf, env_state=env_state2, obs=obs2, z=z_seed,
+                              ep_return=jnp.where(done, 0.0, ret), env_steps=state.env_steps + N)
+        return state, stats
+
+    def learn_minibatch(state: TrainState, key):
+        """Sample one minibatch; S deep-supervision gradient steps on it."""
+        batch = buffer.sample(state.buffer, key).experience
+        consts = state.constants
+        y = dqn_targets(model, variables(state.target_params, consts), batch, t.gamma, m.segments_per_step)
+        carry0 = seed_carry(model, variables(state.params, consts), batch.prev_z, B, obs_len)
+
+        def sup_step(c, _):
+            params, target, opt_state, carry, gs = c
+
+            def loss_fn(p):
+                new_carry, q = segment(model, variables(p, consts), batch.obs, carry)
+                q_sa = jnp.take_along_axis(q, batch.action[:, None], -1)[:, 0]
+                return td_loss(q_sa, y, t.loss), (new_carry, q)
+
+            (loss, (new_carry, q)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            target = optax.incremental_update(params, target, 1.0 - t.polyak)
+            finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(q))
+            return (params, target, opt_state, new_carry, gs + 1), (loss, jnp.mean(q), finite, gs)
+
+        c0 = (state.params, state.target_params, state.opt_state, carry0, state.grad_step)
+        (params, target, opt_state, _, gs), (loss, q_mean, finite, steps) = jax.lax.scan(sup_step, c0, None, length=S)
+        bad = jnp.min(jnp.where(finite, jnp.iinfo(jnp.int32).max, steps))
+        state = state.replace(params=params, target_params=target, opt_state=opt_state, grad_step=gs)
+        return state, dict(loss=jnp.mean(loss), q_mean=jnp.mean(q_mean), first_bad_step=bad)
+
+    def iteration(state: TrainState, _):
+        eps = eps_fn(state.grad_step)
+        state, stats = collect(state, eps)
+        key, k_learn = jax.random.split(state.key)
+        state = state.replace(key=key)
+        state, lstats = jax.lax.scan(learn_minibatch, state, jax.random.split(k_learn, minibatches_per_iter))
+        lstats = dict(loss=jnp.mean(lstats["loss"]), q_mean=jnp.mean(lstats["q_mean"]),
+                      first_bad_step=jnp.min(lstats["first_bad_step"]))
+        return state, {**stats, **lstats, "epsilon": eps}
+
+    def evaluate(state: TrainState, key) -> dict:
+        ev = agent.greedy_rollout(model, variables(state.params, state.constants), env, env_params, key,
+                                  t.eval_envs, m.segments_per_step, m.z_carry, e.max_steps)
+        return agent.summarize_eval(ev)
+
+    def init(key) -> TrainState:
+        k_model, k_env, k_state, k_eval = jax.random.split(key, 4)
+        vars_ = init_variables(model, k_model, obs_len)
+        params, constants = vars_["params"], vars_["constants"]
+        obs, env_state = jax.vmap(env.reset, (0, None))(jax.random.split(k_env, N), env_params)
+        z0 = agent.initial_z(model, vars_, N, obs_len)
+        state = TrainState(
+            params=params,
+            target_params=jax.tree.map(jnp.copy, params),  # a COPY (the authors' code initialised it independently)
+            constants=constants, opt_state=tx.init(params),
+            buffer=buffer.init(example_transition(obs_len, z_shape)),
+            env_state=env_state, obs=obs, z=z0, ep_return=jnp.zeros((N,), jnp.float32),
+            key=k_state, eval_key=k_eval, grad_step=jnp.int32(0), env_steps=jnp.int32(0))
+        # Fill replay with one batch (or learning_starts) before the first gradient step.
+        state, _ = jax.lax.scan(lambda s, _: collect(s, eps_fn(0)), state, None, length=prefill_iters)
+        return state
+
+    def chunk(state: TrainState):
+        state, stats = jax.lax.scan(iteration, state, None, length=iters_per_chunk)
+        ev = evaluate(state, jax.random.fold_in(state.eval_key, state.grad_step))
+        finished = jnp.sum(stats["finished"])
+        metrics = dict(
+            grad_steps=state.grad_step, env_steps=state.env_steps,
+            loss=jnp.mean(stats["loss"]), q_mean=jnp.mean(stats["q_mean"]), epsilon=stats["epsilon"][-1],
+            train_return=jnp.sum(stats["finished_return"]) / jnp.maximum(finished, 1), train_episodes=finished,
+            first_bad_step=jnp.min(stats["first_bad_step"]), **ev)
+        return state, metrics
+
+    def train(key):
+        state = init(key)
+        return jax.lax.scan(lambda s, _: chunk(s), state, None, length=num_chunks)
+
+    shapes = jax.eval_shape(lambda k: init_variables(model, k, obs_len), jax.random.key(0))
+    n_params = count_params(shapes["params"], exclude=("puzzle_emb",))
+    return Trainer(config=cfg, model=model, env=env, env_params=env_params, obs_len=obs_len,
+                   iters_per_chunk=iters_per_chunk, prefill_iters=prefill_iters, num_chunks=num_chunks,
+                   init=init, chunk=chunk, evaluate=evaluate, train=train, param_count=n_params)
+
+
+def seed_keys(seed: int, n: int) -> jax.Array:
+    """Agent i's key: fold_in(key(seed), i)."""
+    base = jax.random.key(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(n))

@@ -1,0 +1,135 @@
+"""The DQN trainer: replay contents and the z off-by-one, targets, Polyak, epsilon, seeds."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hrm_jax import agent, config as C
+from hrm_jax.model import StoredZ, run_segments, seed_carry
+from hrm_jax.replay import Transition
+from hrm_jax.train import dqn_targets, epsilon_schedule, make_train, seed_keys
+
+
+def tiny(**train):
+    cfg = C.TINY
+    return C.validate(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train)))
+
+
+@pytest.fixture(scope="module")
+def prefilled():
+    """Only collection (learning_starts large): every transition was acted with the initial params."""
+    cfg = tiny(num_envs=8, learning_starts=8 * 90, buffer_capacity=1024, batch_size=8)  # > 80 steps: truncations happen
+    tr = make_train(cfg)
+    state = jax.jit(tr.init)(jax.random.key(3))
+    return cfg, tr, state
+
+
+def _buffer_items(state, n):
+    exp = state.buffer.experience
+    return jax.tree.map(lambda x: np.asarray(x[0, :n]), exp)  # item buffer: [1, capacity, ...]
+
+
+def test_buffer_contents_and_z_off_by_one(prefilled):
+    cfg, tr, state = prefilled
+    N = cfg.train.num_envs
+    T = tr.prefill_iters
+    assert T == 90 and int(state.env_steps) == N * T
+    items = _buffer_items(state, N * T)
+    # item buffer with add_batches: row t*N + i is env i at collection t
+    get = lambda x: x.reshape((T, N) + x.shape[1:])
+    obs, nxt, act, rew = get(items.obs), get(items.next_obs), get(items.action), get(items.reward)
+    term, trunc = get(items.terminated), get(items.truncated)
+    prev_z = jax.tree.map(get, items.prev_z)
+    next_z = jax.tree.map(get, items.next_z)
+    assert obs.dtype == np.uint8 and obs.shape == (T, N, tr.obs_len) and act.dtype == np.int32
+    assert set(np.unique(act)) <= {0, 1, 2, 3}
+    assert np.isin(rew, np.float32([-0.01, 0.0, 1.0])).all()
+    np.testing.assert_array_equal(rew == 1.0, term)
+    variables = {"params": state.params, "constants": state.constants}
+    z0 = agent.initial_z(tr.model, variables, 1, tr.obs_len)
+    done = term | trunc
+    assert done.any() and (~done).any()
+    for t in range(T - 1):
+        for i in range(N):
+            if done[t, i]:
+                # episode boundary: the next step starts from H_init/L_init, on a fresh observation
+                np.testing.assert_allclose(prev_z.z_H[t + 1, i], np.asarray(z0.z_H[0]), rtol=0, atol=0)
+                np.testing.assert_allclose(prev_z.z_L[t + 1, i], np.asarray(z0.z_L[0]), rtol=0, atol=0)
+            else:
+                # the seed used at t+1 is exactly the converged z stored at t; obs chains
+                np.testing.assert_array_equal(prev_z.z_H[t + 1, i], next_z.z_H[t, i])
+                np.testing.assert_array_equal(prev_z.z_L[t + 1, i], next_z.z_L[t, i])
+                np.testing.assert_array_equal(obs[t + 1, i], nxt[t, i])
+    # the converged z stored at t is what acting from prev_z on obs gives (recomputed here)
+    t = 5
+    z_in = StoredZ(z_H=jnp.asarray(prev_z.z_H[t]), z_L=jnp.asarray(prev_z.z_L[t]))
+    q, z_out, _ = agent.act(tr.model, variables, jnp.asarray(obs[t]), z_in, cfg.model.segments_per_step)
+    np.testing.assert_allclose(np.asarray(z_out.z_H), next_z.z_H[t], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(z_out.z_L), next_z.z_L[t], atol=1e-5)
+    # first collection starts every env from the initial z
+    np.testing.assert_array_equal(prev_z.z_H[0], np.broadcast_to(np.asarray(z0.z_H[0]), prev_z.z_H[0].shape))
+
+
+def test_dqn_targets(prefilled):
+    cfg, tr, state = prefilled
+    variables = {"params": state.params, "constants": state.constants}
+    items = jax.tree.map(lambda x: jnp.asarray(x[0, :6]), state.buffer.experience)
+    batch = items.replace(terminated=jnp.array([True, False, True, False, False, True]),
+                          reward=jnp.array([1.0, 0.0, 1.0, -0.01, 0.0, 1.0], jnp.float32))
+    y = dqn_targets(tr.model, variables, batch, 0.9, cfg.model.segments_per_step)
+    carry = seed_carry(tr.model, variables, batch.next_z, 6, tr.obs_len)
+    _, q_next, _ = run_segments(tr.model, variables, batch.next_obs, carry, cfg.model.segments_per_step)
+    expect = np.where(np.asarray(batch.terminated), np.asarray(batch.reward),
+                      np.asarray(batch.reward) + 0.9 * np.asarray(q_next).max(-1))
+    np.testing.assert_allclose(np.asarray(y), expect, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("polyak", [0.0, 1.0])
+def test_polyak_extremes(polyak):
+    cfg = tiny(polyak=polyak, eval_envs=8)
+    tr = make_train(cfg)
+    s0 = jax.jit(tr.init)(jax.random.key(0))
+    s1, _ = jax.jit(tr.chunk)(s0)
+    expect = s1.params if polyak == 0.0 else s0.params
+    for a, b in zip(jax.tree.leaves(s1.target_params), jax.tree.leaves(expect)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the online network did change, so the check above is not vacuous
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s0.params)))
+
+
+def test_target_is_a_copy_at_init(prefilled):
+    _, _, state = prefilled
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(state.target_params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_epsilon_schedule():
+    cfg = C.PAPER
+    eps = epsilon_schedule(cfg)
+    assert float(eps(0)) == pytest.approx(1.0)
+    assert float(eps(150_000)) == pytest.approx(1.0 - 0.85 / 2)
+    assert float(eps(300_000)) == pytest.approx(0.15)
+    assert float(eps(10**7)) == pytest.approx(0.15)
+
+
+def test_seeds_differ_and_are_deterministic():
+    cfg = tiny()
+    tr = make_train(cfg)
+    init = jax.jit(jax.vmap(tr.init))
+    s = init(seed_keys(0, 2))
+    leaf = np.asarray(jax.tree.leaves(s.params)[0])
+    assert not np.array_equal(leaf[0], leaf[1])  # each seed its own init
+    assert not np.array_equal(np.asarray(s.obs[0]), np.asarray(s.obs[1]))  # and its own env stream
+    s2 = init(seed_keys(0, 2))
+    np.testing.assert_array_equal(leaf, np.asarray(jax.tree.leaves(s2.params)[0]))
+
+
+def test_train_is_one_jittable_function():
+    cfg = tiny(total_grad_steps=40, eval_every=20, eval_envs=8)
+    tr = make_train(cfg)
+    state, metrics = jax.jit(tr.train)(jax.random.key(1))
+    assert metrics["grad_steps"].tolist() == [20, 40]
+    assert int(state.grad_step) == 40
+    assert np.isfinite(np.asarray(metrics["loss"])).all()
