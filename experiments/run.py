@@ -240,11 +240,8 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
     wall_before = 0.0
     t0 = time.time()
     if resume:
-        like = jax.eval_shape(init, keys)
-        like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype) if not jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key)
-                            else jax.random.key(0) if s.shape == () else jax.vmap(jax.random.key)(np.zeros(s.shape, np.uint32)), like)
         try:
-            step, state = ckpt.restore_latest(mngr, like)
+            step, state = ckpt.restore_latest(mngr, abstract_state(init, keys))
         except ckpt.CheckpointError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 2
@@ -304,12 +301,57 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
     wall = wall_before + time.time() - t0
     if log.rows:
         summary = summarize(cfg, log.rows, tr.param_count, wall)
+        summary["params_sha256"] = params_digest(state)
         with open(os.path.join(out, "summary.json"), "w") as fh:
             json.dump(summary, fh, indent=2)
         plot_curves(log.rows, os.path.join(out, "curves.png"), f"{cfg.env.name}, z {cfg.model.z_carry}")
         if status == 0:
             _print_summary(summary, out)
     return status
+
+
+def abstract_state(init, keys):
+    """Zero-filled arrays with the train state's structure (restore target)."""
+    import jax
+    import numpy as np
+
+    shapes = jax.eval_shape(init, keys)
+    def fill(s):
+        if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key):
+            impl = jax.random.key_impl(jax.random.key(0))
+            return jax.random.wrap_key_data(np.zeros(s.shape + tuple(jax.random.key_data(jax.random.key(0)).shape), np.uint32), impl=impl)
+        return np.zeros(s.shape, s.dtype)
+    return jax.tree.map(fill, shapes)
+
+
+def load_run(out: str):
+    """(cfg, trainer, state, step) of the newest checkpoint in a run directory."""
+    import jax
+
+    from hrm_jax import checkpoint as ckpt
+    from hrm_jax.config import Config, validate
+    from hrm_jax.train import make_train, seed_keys
+
+    with open(os.path.join(out, "config.json")) as fh:
+        cfg = validate(Config.from_dict(json.load(fh)))
+    tr = make_train(cfg)
+    keys = seed_keys(cfg.train.seed, cfg.train.seeds)
+    mngr = ckpt.manager(os.path.join(out, "checkpoints"), cfg.train.keep_checkpoints, read_only=True)
+    step, state = ckpt.restore_latest(mngr, abstract_state(jax.vmap(tr.init), keys))
+    return cfg, tr, state, step
+
+
+def params_digest(state) -> str:
+    """sha256 of every parameter byte (all seeds): equal digests = bit-identical parameters."""
+    import hashlib
+
+    import jax
+    import numpy as np
+
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(jax.device_get(state.params)):
+        h.update(np.ascontiguousarray(leaf).tobytes())
+    return h.hexdigest()
 
 
 def _read_meta(out: str) -> dict:

@@ -24,7 +24,8 @@ class ModelConfig:
 
     hidden: int = _f(64, "width of every token vector (z_H, z_L, embeddings)")
     heads: int = _f(2, "attention heads (head dim = hidden / heads)")
-    expansion: float = _f(4.0, "SwiGLU expansion; inner width = round(expansion*hidden*2/3) rounded up to a multiple of 256")
+    expansion: float = _f(4.0, "SwiGLU expansion; inner width = round(expansion*hidden*2/3) rounded up to a multiple of mlp_round")
+    mlp_round: int = _f(256, "SwiGLU inner width is rounded up to a multiple of this (HRM: 256; small CPU models waste most of it)")
     H_layers: int = _f(4, "transformer blocks in the high-level (H) module")
     L_layers: int = _f(4, "transformer blocks in the low-level (L) module")
     H_cycles: int = _f(2, "H updates per segment (HRM's outer loop)")
@@ -48,7 +49,7 @@ class ModelConfig:
     @property
     def mlp_inner(self) -> int:
         inner = round(self.expansion * self.hidden * 2 / 3)
-        return -(-inner // 256) * 256
+        return -(-inner // self.mlp_round) * self.mlp_round
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def validate(cfg: Config) -> Config:
                 _check(v in choices, f"{f.name}={v!r} is not allowed; choose one of: {', '.join(choices)}")
     m, t, e = cfg.model, cfg.train, cfg.env
     for name in ("hidden", "heads", "H_layers", "L_layers", "H_cycles", "L_cycles", "segments_per_step",
-                 "vocab_size", "num_actions"):
+                 "vocab_size", "num_actions", "mlp_round"):
         _check(getattr(m, name) >= 1, f"{name}={getattr(m, name)} must be >= 1")
     _check(m.hidden % m.heads == 0, f"hidden={m.hidden} must be divisible by heads={m.heads}")
     _check(m.head_dim % 2 == 0, f"head dim hidden/heads={m.head_dim} must be even (rotary embedding)")

@@ -1,0 +1,153 @@
+"""The main job end to end: CLI validation, artefacts, resume equivalence, evaluate."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from experiments import run as run_mod
+
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+TINY = ["--preset", "tiny", "--no-progress"]
+
+
+def cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "experiments.run", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--env", "five_rooms"], "--env: invalid choice"),
+    (["--preset", "huge"], "--preset: invalid choice"),
+    (["--z-carry", "sometimes"], "--z-carry: invalid choice"),
+    (["--seeds", "0"], "seeds=0 must be >= 1"),
+    (["--batch-size", "-3"], "batch_size=-3 must be >= 1"),
+    (["--batch-size", "4096", "--buffer-capacity", "1024"], "batch_size=4096 is larger than buffer_capacity=1024"),
+    (["--p-change", "1.5"], "p_change=1.5 must be in [0, 1]"),
+    (["--gamma", "2"], "gamma=2.0 must be in [0, 1]"),
+    (["--hidden", "abc"], "expected int"),
+    (["--no-such-flag"], "unrecognized arguments"),
+    (["--closed-doors", "7"], "closed_doors=7 must be an integer in [0, 4]"),
+    (["--env", "corridor_maze", "--fixed-walls", "45", "--closed-doors", "9"], "dynamic_doors=9"),
+    (["--hidden", "30", "--heads", "4"], "hidden=30 must be divisible by heads=4"),
+])
+def test_bad_input_one_line_exit_2(args, needle):
+    # parse + validate in-process (fast), then one real subprocess below for the exit status
+    with pytest.raises(SystemExit) as exc:
+        run_mod.resolve(TINY + args)
+    assert exc.value.code == 2
+
+
+def test_bad_input_subprocess_message_and_nothing_written(tmp_path):
+    out = tmp_path / "run"
+    r = cli(*TINY, "--batch-size", "64", "--buffer-capacity", "32", "--out", str(out))
+    assert r.returncode == 2
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "batch_size=64 is larger than buffer_capacity=32" in lines[0]
+    assert not out.exists()
+
+
+def test_help_explains_every_flag():
+    r = cli("--help")
+    assert r.returncode == 0
+    for flag in ("--env", "--z-carry", "--seeds", "--out", "--resume", "--eval-every", "--checkpoint-every",
+                 "--dry-run", "--segments-per-step", "--supervision-segments", "--polyak", "--eps-end"):
+        assert flag in r.stdout
+
+
+def test_dry_run_paper_preset():
+    r = cli("--preset", "paper", "--dry-run", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "trainable parameters: 541,056" in r.stdout
+    assert "FLOPs of one acting step (256 envs x 8 segments)" in r.stdout
+    cfg = json.loads(r.stdout[: r.stdout.index("\n}") + 2])
+    assert cfg["model"]["H_layers"] == 4 and cfg["train"]["buffer_capacity"] == 1_048_576
+
+
+def _rows(path):
+    with open(path) as fh:
+        rows = [json.loads(l) for l in fh if l.strip()]
+    for r in rows:  # host timings differ between runs
+        r.pop("wall_time_s"), r.pop("env_steps_per_s")
+    return rows
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "full"
+    r = cli(*TINY, "--total-grad-steps", "60", "--eval-every", "20", "--checkpoint-every", "20",
+            "--keep-checkpoints", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r
+
+
+def test_tiny_run_writes_every_artefact(full_run):
+    out, r = full_run
+    for name in ("config.json", "metrics.jsonl", "summary.json", "curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "tb"))
+    steps = sorted(int(d) for d in os.listdir(out / "checkpoints") if d.isdigit())
+    assert steps == [40, 60]  # keep the last K=2
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("success", "mean_episode_length", "optimal_episode_length", "grad_steps", "env_steps",
+                "wall_time_s", "env_steps_per_s", "params"):
+        assert key in summary["mean"] and key in summary["seeds"][0]
+    assert summary["mean"]["grad_steps"] == 60
+    rows = _rows(out / "metrics.jsonl")
+    assert [r["grad_steps"] for r in rows] == [20, 40, 60]
+    assert "greedy success" in r.stdout and str(out) in r.stdout
+    # re-running into the same directory is refused, and nothing is touched
+    before = (out / "metrics.jsonl").read_text()
+    r2 = cli(*TINY, "--out", str(out))
+    assert r2.returncode == 2 and "already exists" in r2.stderr
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+def test_resume_after_interrupt_equals_uninterrupted(full_run, tmp_path):
+    out_full, _ = full_run
+    out = tmp_path / "interrupted"
+    p = subprocess.Popen([sys.executable, "-m", "experiments.run", *TINY, "--total-grad-steps", "60",
+                          "--eval-every", "20", "--checkpoint-every", "20", "--keep-checkpoints", "2",
+                          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip():
+            p.send_signal(signal.SIGINT)  # Ctrl-C: checkpoint after the current chunk, then exit
+            break
+        time.sleep(0.2)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err[-2000:]
+    done = _rows(out / "metrics.jsonl")
+    assert 1 <= len(done) < 3
+    r = cli("--resume", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _rows(out / "metrics.jsonl") == _rows(out_full / "metrics.jsonl")
+    a = json.loads((out / "summary.json").read_text())
+    b = json.loads((out_full / "summary.json").read_text())
+    assert a["params_sha256"] == b["params_sha256"]
+
+
+def test_resume_rejects_contradicting_flags(full_run):
+    out, _ = full_run
+    r = cli("--resume", str(out), "--hidden", "64")
+    assert r.returncode == 2 and "contradicts" in r.stderr
+
+
+def test_evaluate_saved_checkpoint(full_run, tmp_path):
+    out, _ = full_run
+    gif = tmp_path / "ep.gif"
+    js = tmp_path / "eval.json"
+    r = subprocess.run([sys.executable, "-m", "experiments.evaluate", str(out), "--episodes", "16",
+                        "--gif", str(gif), "--gif-episodes", "1", "--json", str(js)],
+                       capture_output=True, text=True, timeout=600, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(js.read_text())
+    assert res["step"] == 60 and len(res["seeds"]) == 1
+    assert 0.0 <= res["seeds"][0]["eval_success"] <= 1.0
+    assert gif.stat().st_size > 0
+    bad = subprocess.run([sys.executable, "-m", "experiments.evaluate", str(tmp_path)], capture_output=True,
+                         text=True, timeout=120, env=ENV)
+    assert bad.returncode == 2 and "not a run directory" in bad.stderr
