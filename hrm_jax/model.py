@@ -1,0 +1,292 @@
+"""The HRM core adapted to DQN (reference-facts §2), and the functional API the trainer uses.
+
+Variables:
+  params     trainable: `embed_tokens`, `puzzle_emb` (its own top-level leaf, shape [1, hidden], so
+             the trainer can give it its own optimiser), `L_level`, `H_level`, the Q head
+             (`lm_head`, or `q_mlp_1`/`q_mlp_2`) and, optionally, HRM's unused ACT head `act_head`.
+  constants  `H_init`, `L_init`: fixed [hidden] vectors (truncated normal, std 1), never trained.
+
+One segment (HRM's loop): without gradient, for h in range(H_cycles), l in range(L_cycles), every
+(h, l) but the last runs `z_L = L(z_L, z_H + x)`, and every h but the last runs `z_H = H(z_H, z_L)`;
+then one step with gradient, `z_L = L(z_L, z_H + x)`, `z_H = H(z_H, z_L)`. The returned carry is
+detached; Q comes from the (non-detached) final z_H.
+
+Batch chunking: on CPU the whole batch's activations (e.g. 256 x 122 x 512 floats for the SwiGLU
+inner layer) do not fit in cache, and XLA:CPU then runs the small-K matmuls and elementwise loops
+at memory speed. `segment` and `run_segments` therefore process the batch in chunks of
+`chunk` sequences with `jax.lax.map` (sequences are independent, so the result is identical).
+`chunk=None` picks a measured default on CPU and no chunking on accelerators; `chunk=0` disables it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hrm_jax.config import ModelConfig
+from hrm_jax.layers import Linear, ReasoningModule, compute_dtype, lecun_normal, rotary_tables, trunc_normal
+
+# Sequences per chunk on CPU (see the module docstring); chosen by measurement at the paper
+# configuration (hidden 64, 122 tokens) on the project's 2-core machine.
+CPU_CHUNK = 16
+
+
+@flax.struct.dataclass
+class Carry:
+    """The recurrent state inside an environment step: z_H, z_L float32 [B, S, D]."""
+
+    z_H: jax.Array
+    z_L: jax.Array
+
+
+@flax.struct.dataclass
+class StoredZ:
+    """What replay stores between environment steps: [B, D] each ('last_token', 'reset') or
+    [B, S, D] each ('full')."""
+
+    z_H: jax.Array
+    z_L: jax.Array
+
+
+class HRM(nn.Module):
+    cfg: ModelConfig
+
+    def setup(self):
+        cfg = self.cfg
+        D = cfg.hidden
+        self.embed_tokens = nn.Embed(cfg.vocab_size, D, embedding_init=trunc_normal(1.0 / math.sqrt(D)),
+                                     param_dtype=jnp.float32, name="embed_tokens")
+        self.puzzle_emb = self.param("puzzle_emb", nn.initializers.zeros, (1, D), jnp.float32)
+        self.H_init = self.variable("constants", "H_init",
+                                    lambda: trunc_normal(1.0)(self.make_rng("params"), (D,), jnp.float32))
+        self.L_init = self.variable("constants", "L_init",
+                                    lambda: trunc_normal(1.0)(self.make_rng("params"), (D,), jnp.float32))
+        self.L_level = ReasoningModule(cfg, cfg.L_layers, name="L_level")
+        self.H_level = ReasoningModule(cfg, cfg.H_layers, name="H_level")
+        if cfg.q_head == "last_token_linear":
+            self.lm_head = Linear(cfg.vocab_size, dtype=jnp.float32, name="lm_head")
+        else:
+            self.q_mlp_1 = nn.Dense(D, kernel_init=lecun_normal(D), name="q_mlp_1")
+            self.q_mlp_2 = nn.Dense(cfg.num_actions, kernel_init=lecun_normal(D), name="q_mlp_2")
+        if cfg.build_act_head:
+            # HRM's halting head: zero weight, bias -5 (built for parity of the parameter count; unused).
+            self.act_head = nn.Dense(2, kernel_init=nn.initializers.zeros,
+                                     bias_init=nn.initializers.constant(-5.0), name="act_head")
+
+    # -- pieces -------------------------------------------------------------------------------
+
+    def embed(self, tokens: jax.Array) -> jax.Array:
+        """uint8 [B, T] -> [B, T+1, D] in the compute dtype: puzzle token prepended, scaled by sqrt(D)."""
+        cfg = self.cfg
+        B = tokens.shape[0]
+        e = jnp.take(self.embed_tokens.embedding, tokens.astype(jnp.int32), axis=0)
+        p = jnp.broadcast_to(self.puzzle_emb[None], (B, 1, cfg.hidden))
+        x = jnp.concatenate([p, e], axis=1) * math.sqrt(cfg.hidden)
+        return x.astype(compute_dtype(cfg))
+
+    def init_vectors(self) -> tuple[jax.Array, jax.Array]:
+        return self.H_init.value, self.L_init.value
+
+    def q_values(self, z_H: jax.Array) -> jax.Array:
+        """Q [B, num_actions] float32 from z_H [B, S, D]."""
+        cfg = self.cfg
+        z_H = z_H.astype(jnp.float32)
+        if cfg.q_head == "last_token_linear":
+            return self.lm_head(z_H[:, -1])[:, : cfg.num_actions]
+        h = jax.nn.relu(self.q_mlp_1(jnp.mean(z_H, axis=1)))
+        return self.q_mlp_2(h)
+
+    def reason(self, x: jax.Array, carry: Carry) -> tuple[Carry, jax.Array]:
+        """One segment from embedded input x [B, S, D]. Returns (detached new carry float32, z_H with grad)."""
+        cfg = self.cfg
+        dt = compute_dtype(cfg)
+        S = x.shape[1]
+        cos, sin = rotary_tables(S, cfg.head_dim, cfg.rope_theta)
+        L = lambda z, inj: self.L_level(z, inj, cos, sin)
+        H = lambda z, inj: self.H_level(z, inj, cos, sin)
+        z_H = jax.lax.stop_gradient(carry.z_H).astype(dt)
+        z_L = jax.lax.stop_gradient(carry.z_L).astype(dt)
+        x_ng = jax.lax.stop_gradient(x)
+        for h in range(cfg.H_cycles):
+            for l in range(cfg.L_cycles):
+                if not (h == cfg.H_cycles - 1 and l == cfg.L_cycles - 1):
+                    z_L = L(z_L, z_H + x_ng)
+            if h != cfg.H_cycles - 1:
+                z_H = H(z_H, z_L)
+        # The parameters inside the loop above still receive no gradient: its outputs are cut here.
+        z_H, z_L = jax.lax.stop_gradient(z_H), jax.lax.stop_gradient(z_L)
+        # The single step with gradient.
+        z_L = L(z_L, z_H + x)
+        z_H = H(z_H, z_L)
+        new = Carry(z_H=jax.lax.stop_gradient(z_H).astype(jnp.float32),
+                    z_L=jax.lax.stop_gradient(z_L).astype(jnp.float32))
+        return new, z_H
+
+    def segment_fn(self, tokens: jax.Array, carry: Carry) -> tuple[Carry, jax.Array]:
+        new, z_H = self.reason(self.embed(tokens), carry)
+        return new, self.q_values(z_H)
+
+    def __call__(self, tokens: jax.Array, carry: Carry | None = None) -> tuple[Carry, jax.Array]:
+        """One segment from H_init/L_init (or `carry`): (detached new carry, q)."""
+        if carry is None:
+            B, T = tokens.shape
+            hi, li = self.init_vectors()
+            shape = (B, T + 1, self.cfg.hidden)
+            carry = Carry(z_H=jnp.broadcast_to(hi, shape), z_L=jnp.broadcast_to(li, shape))
+        return self.segment_fn(tokens, carry)
+
+    def init_all(self, tokens: jax.Array) -> jax.Array:
+        """Used by `init_variables`: touches every submodule once (one pass each, not a segment),
+        so every parameter and constant is created cheaply."""
+        cfg = self.cfg
+        x = self.embed(tokens)
+        cos, sin = rotary_tables(x.shape[1], cfg.head_dim, cfg.rope_theta)
+        hi, li = self.init_vectors()
+        z = self.H_level(jnp.broadcast_to(hi, x.shape).astype(x.dtype),
+                         self.L_level(jnp.broadcast_to(li, x.shape).astype(x.dtype), x, cos, sin), cos, sin)
+        q = self.q_values(z)
+        if cfg.build_act_head:
+            q = q + 0.0 * jnp.sum(self.act_head(z[:, 0].astype(jnp.float32)))  # HRM: on the puzzle token
+        return q
+
+
+# -- functional API ---------------------------------------------------------------------------
+
+def make_model(cfg: ModelConfig) -> HRM:
+    return HRM(cfg)
+
+
+def init_variables(model: HRM, key: jax.Array, obs_len: int) -> dict[str, Any]:
+    """{'params': ..., 'constants': {'H_init', 'L_init'}} for observations of `obs_len` tokens.
+
+    (No parameter depends on the sequence length; `obs_len` is kept for the API's uniformity.)"""
+    tokens = jnp.zeros((1, min(obs_len, 2)), jnp.uint8)
+    variables = jax.jit(lambda k: model.init({"params": k}, tokens, method=HRM.init_all))(key)
+    return {"params": variables["params"], "constants": variables["constants"]}
+
+
+def count_params(params: Any, exclude: tuple[str, ...] = ()) -> int:
+    """Number of scalars in `params`, skipping any subtree whose key is in `exclude`."""
+    total = 0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        keys = {getattr(k, "key", getattr(k, "name", None)) for k in path}
+        if keys.isdisjoint(exclude):
+            total += int(math.prod(leaf.shape))
+    return total
+
+
+def init_stored(model: HRM, variables: dict, batch: int, obs_len: int) -> StoredZ:
+    """The StoredZ that seeds H_init/L_init (what an episode start uses), in the mode's shape."""
+    hi, li = variables["constants"]["H_init"], variables["constants"]["L_init"]
+    D = model.cfg.hidden
+    shape = (batch, obs_len + 1, D) if model.cfg.z_carry == "full" else (batch, D)
+    return StoredZ(z_H=jnp.broadcast_to(hi, shape), z_L=jnp.broadcast_to(li, shape))
+
+
+def seed_carry(model: HRM, variables: dict, stored: StoredZ | None, batch: int, obs_len: int) -> Carry:
+    """The carry an environment step starts from.
+
+    `stored is None` or z_carry == 'reset': H_init/L_init at every position. 'last_token': the
+    stored [B, D] vectors broadcast to every position. 'full': the stored [B, S, D] as is.
+    """
+    shape = (batch, obs_len + 1, model.cfg.hidden)
+    if stored is None or model.cfg.z_carry == "reset":
+        hi, li = variables["constants"]["H_init"], variables["constants"]["L_init"]
+        return Carry(z_H=jnp.broadcast_to(hi, shape), z_L=jnp.broadcast_to(li, shape))
+    if model.cfg.z_carry == "last_token":
+        return Carry(z_H=jnp.broadcast_to(stored.z_H[:, None, :], shape).astype(jnp.float32),
+                     z_L=jnp.broadcast_to(stored.z_L[:, None, :], shape).astype(jnp.float32))
+    assert stored.z_H.shape == shape, (stored.z_H.shape, shape)
+    return Carry(z_H=stored.z_H.astype(jnp.float32), z_L=stored.z_L.astype(jnp.float32))
+
+
+def to_stored(model: HRM, carry: Carry) -> StoredZ:
+    """What replay keeps of a carry: the last token's vectors, or the whole z in 'full' mode."""
+    if model.cfg.z_carry == "full":
+        return StoredZ(z_H=carry.z_H, z_L=carry.z_L)
+    return StoredZ(z_H=carry.z_H[:, -1], z_L=carry.z_L[:, -1])
+
+
+def where_reset(stored_seed: StoredZ, stored_init: StoredZ, done: jax.Array) -> StoredZ:
+    """Per environment: `stored_init` where done[b], else `stored_seed` (z reset at episode start)."""
+
+    def sel(a, b):
+        m = done.reshape(done.shape + (1,) * (a.ndim - done.ndim))
+        return jnp.where(m, b, a)
+
+    return jax.tree_util.tree_map(sel, stored_seed, stored_init)
+
+
+def _chunk_size(batch: int, chunk: int | None) -> int:
+    """Sequences per chunk (>= batch means no chunking)."""
+    if chunk is None:
+        chunk = CPU_CHUNK if jax.default_backend() == "cpu" else 0
+    if chunk <= 0 or chunk >= batch:
+        return batch
+    n = -(-batch // chunk)
+    return -(-batch // n)  # balance the chunks: ceil(B / n) sequences each
+
+
+def _map_batch(f: Callable, chunk: int, *args):
+    """f(*args) over the leading (batch) axis in chunks of `chunk` with lax.map; pads if needed."""
+    B = jax.tree_util.tree_leaves(args)[0].shape[0]
+    if chunk >= B:
+        return f(*args)
+    n = -(-B // chunk)
+    pad = n * chunk - B
+
+    def split(a):
+        if pad:
+            a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)], axis=0)
+        return a.reshape((n, chunk) + a.shape[1:])
+
+    out = jax.lax.map(lambda a: f(*a), jax.tree_util.tree_map(split, args))
+    return jax.tree_util.tree_map(lambda o: o.reshape((n * chunk,) + o.shape[2:])[:B], out)
+
+
+def segment(model: HRM, variables: dict, tokens: jax.Array, carry: Carry,
+            chunk: int | None = None) -> tuple[Carry, jax.Array]:
+    """One segment with HRM's 1-step gradient. Returns (detached new carry, q f32[B, num_actions]);
+    differentiable w.r.t. variables['params'] (the gradient w.r.t. the incoming carry is zero)."""
+
+    def f(tok, z_H, z_L):
+        return model.apply(variables, tok, Carry(z_H, z_L), method=HRM.segment_fn)
+
+    c = _chunk_size(tokens.shape[0], chunk)
+    return _map_batch(f, c, tokens, carry.z_H, carry.z_L)
+
+
+def run_segments(model: HRM, variables: dict, tokens: jax.Array, carry: Carry, n: int,
+                 with_trace: bool = False, chunk: int | None = None):
+    """n segments (lax.scan), all without gradient (acting, target network).
+
+    Returns (carry, q f32[B, num_actions], trace) with trace None or
+    dict(z_H=f32[n, B, D], z_L=f32[n, B, D]): the last token's z after each segment.
+    """
+    variables = jax.lax.stop_gradient(variables)
+    carry = jax.lax.stop_gradient(carry)
+
+    def f(tok, z_H, z_L):
+        x = model.apply(variables, tok, method=HRM.embed)
+
+        def body(c, _):
+            new, _zh = model.apply(variables, x, c, method=HRM.reason)
+            out = (new.z_H[:, -1], new.z_L[:, -1]) if with_trace else None
+            return new, out
+
+        final, tr = jax.lax.scan(body, Carry(z_H, z_L), None, length=n)
+        q = model.apply(variables, final.z_H, method=HRM.q_values)
+        if with_trace:
+            tr = (jnp.swapaxes(tr[0], 0, 1), jnp.swapaxes(tr[1], 0, 1))  # batch first for _map_batch
+        return final, q, tr
+
+    c = _chunk_size(tokens.shape[0], chunk)
+    final, q, tr = _map_batch(f, c, tokens, carry.z_H, carry.z_L)
+    trace = None
+    if with_trace:
+        trace = dict(z_H=jnp.swapaxes(tr[0], 0, 1), z_L=jnp.swapaxes(tr[1], 0, 1))
+    return final, q, trace
