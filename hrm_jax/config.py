@@ -6,6 +6,7 @@ these dataclasses, so adding a field here adds a flag there.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -32,6 +33,8 @@ class ModelConfig:
     L_cycles: int = _f(2, "L updates per H update (HRM's inner loop)")
     segments_per_step: int = _f(8, "segments run per environment step when acting (paper: halt_max_steps=8)")
     rope_theta: float = _f(10000.0, "rotary position embedding base")
+    pos_encoding: str = _f("rope", "positions: rope (authors'), learned (HRM's alternative: a learned absolute embedding added to the input, no rotary) or rope+learned (both)",
+                           ("rope", "learned", "rope+learned"))
     rms_eps: float = _f(1e-5, "RMSNorm epsilon")
     vocab_size: int = _f(131, "token vocabulary (ASCII codes; the output layer has this many rows)")
     num_actions: int = _f(4, "Q outputs used (N, E, S, W)")
@@ -95,6 +98,8 @@ class TrainConfig:
     keep_checkpoints: int = _f(3, "checkpoints kept")
     seeds: int = _f(1, "independent agents trained in one vmapped program")
     seed: int = _f(0, "base seed; agent i uses fold_in(key(seed), i)")
+    data_parallel: bool = _f(False, "one agent on many devices: environments and each minibatch are split over all devices, "
+                             "gradients averaged by the compiler (default: seeds are split over devices instead)")
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,10 @@ def validate(cfg: Config) -> Config:
     for section in (cfg.env, cfg.model, cfg.train):
         for f in fields(section):
             v = getattr(section, f.name)
+            kind = type(f.default)  # e.g. a hand-edited config.json: "hidden": 32.5 or "gamma": null
+            ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)) if kind is float else \
+                (type(v) is kind)
+            _check(ok, f"{f.name}={v!r} must be a{'n' if kind is int else ''} {'finite number' if kind is float else kind.__name__}")
             choices = f.metadata.get("choices")
             if choices is not None:
                 _check(v in choices, f"{f.name}={v!r} is not allowed; choose one of: {', '.join(choices)}")

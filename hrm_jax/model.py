@@ -35,6 +35,17 @@ from hrm_jax.layers import Linear, ReasoningModule, compute_dtype, lecun_normal,
 CPU_CHUNK = 16
 
 
+class LearnedPositions(nn.Module):
+    """A learned absolute position embedding [seq_len, hidden] (HRM's `pos_encodings="learned"`),
+    created at init for the observation's sequence length."""
+
+    hidden: int
+
+    @nn.compact
+    def __call__(self, seq_len: int) -> jax.Array:
+        return self.param("embedding", trunc_normal(1.0 / math.sqrt(self.hidden)), (seq_len, self.hidden), jnp.float32)
+
+
 @flax.struct.dataclass
 class Carry:
     """The recurrent state inside an environment step: z_H, z_L float32 [B, S, D]."""
@@ -65,6 +76,8 @@ class HRM(nn.Module):
                                     lambda: trunc_normal(1.0)(self.make_rng("params"), (D,), jnp.float32))
         self.L_init = self.variable("constants", "L_init",
                                     lambda: trunc_normal(1.0)(self.make_rng("params"), (D,), jnp.float32))
+        if "learned" in cfg.pos_encoding:
+            self.embed_pos = LearnedPositions(D, name="embed_pos")
         self.L_level = ReasoningModule(cfg, cfg.L_layers, name="L_level")
         self.H_level = ReasoningModule(cfg, cfg.H_layers, name="H_level")
         if cfg.q_head == "last_token_linear":
@@ -85,8 +98,18 @@ class HRM(nn.Module):
         B = tokens.shape[0]
         e = jnp.take(self.embed_tokens.embedding, tokens.astype(jnp.int32), axis=0)
         p = jnp.broadcast_to(self.puzzle_emb[None], (B, 1, cfg.hidden))
-        x = jnp.concatenate([p, e], axis=1) * math.sqrt(cfg.hidden)
-        return x.astype(compute_dtype(cfg))
+        x = jnp.concatenate([p, e], axis=1)
+        if "learned" in cfg.pos_encoding:
+            x = 0.707106781 * (x + self.embed_pos(x.shape[1]))  # as HRM's learned positions
+        return (x * math.sqrt(cfg.hidden)).astype(compute_dtype(cfg))
+
+    def rotary(self, seq_len: int):
+        """cos/sin tables; identity rotation (cos 1, sin 0) when positions are learned only."""
+        cfg = self.cfg
+        cos, sin = rotary_tables(seq_len, cfg.head_dim, cfg.rope_theta)
+        if cfg.pos_encoding == "learned":
+            cos, sin = jnp.ones_like(cos), jnp.zeros_like(sin)
+        return cos, sin
 
     def init_vectors(self) -> tuple[jax.Array, jax.Array]:
         return self.H_init.value, self.L_init.value
@@ -105,7 +128,7 @@ class HRM(nn.Module):
         cfg = self.cfg
         dt = compute_dtype(cfg)
         S = x.shape[1]
-        cos, sin = rotary_tables(S, cfg.head_dim, cfg.rope_theta)
+        cos, sin = self.rotary(S)
         L = lambda z, inj: self.L_level(z, inj, cos, sin)
         H = lambda z, inj: self.H_level(z, inj, cos, sin)
         z_H = jax.lax.stop_gradient(carry.z_H).astype(dt)
@@ -144,7 +167,7 @@ class HRM(nn.Module):
         so every parameter and constant is created cheaply."""
         cfg = self.cfg
         x = self.embed(tokens)
-        cos, sin = rotary_tables(x.shape[1], cfg.head_dim, cfg.rope_theta)
+        cos, sin = self.rotary(x.shape[1])
         hi, li = self.init_vectors()
         z = self.H_level(jnp.broadcast_to(hi, x.shape).astype(x.dtype),
                          self.L_level(jnp.broadcast_to(li, x.shape).astype(x.dtype), x, cos, sin), cos, sin)
@@ -163,8 +186,10 @@ def make_model(cfg: ModelConfig) -> HRM:
 def init_variables(model: HRM, key: jax.Array, obs_len: int) -> dict[str, Any]:
     """{'params': ..., 'constants': {'H_init', 'L_init'}} for observations of `obs_len` tokens.
 
-    (No parameter depends on the sequence length; `obs_len` is kept for the API's uniformity.)"""
-    tokens = jnp.zeros((1, min(obs_len, 2)), jnp.uint8)
+    Only the optional learned position embedding depends on the sequence length (obs_len + 1);
+    with rotary positions (the default) a 2-token dummy input is enough and cheaper to trace."""
+    n = obs_len if "learned" in model.cfg.pos_encoding else min(obs_len, 2)
+    tokens = jnp.zeros((1, n), jnp.uint8)
     variables = jax.jit(lambda k: model.init({"params": k}, tokens, method=HRM.init_all))(key)
     return {"params": variables["params"], "constants": variables["constants"]}
 
