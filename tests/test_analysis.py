@@ -1,0 +1,169 @@
+"""Issue #6: environment-change detection, MSE curves, sweep threshold crossings, and a tiny
+sweep + analyze end to end."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from experiments import sweep
+from hrm_jax import analysis
+
+# four-rooms doorways: (3,6) top-left|top-right, (6,2) top-left|bottom-left,
+# (7,9) top-right|bottom-right, (10,6) bottom-left|bottom-right
+ENV, _ = envs.make("four_rooms")
+
+
+def changed(before, after):
+    return bool(analysis.env_changed(ENV.blocked_grid(before), ENV.blocked_grid(after), before.agent,
+                                     after.agent, after.goal))
+
+
+def test_door_closing_on_the_shortest_path_is_a_change():
+    a = ENV.make_state(start=(2, 2), goal=(2, 10))
+    b = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(3, 6)])
+    assert changed(a, b)
+    # the door opening again is NOT a change by this definition (the authors'): the opened cell was
+    # not on the previous (detour) path, and a path existed before
+    assert not changed(b, a)
+
+
+def test_door_closing_elsewhere_is_not_a_change():
+    a = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(7, 9)])
+    b = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(10, 6)])
+    assert not changed(a, b)
+
+
+def test_path_appearing_is_a_change():
+    cut = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(3, 6), (6, 2)])
+    assert int(ENV.optimal_path_length(cut)) == -1
+    assert not analysis.shortest_path_cells(ENV.blocked_grid(cut), cut.agent, cut.goal).any()
+    opened = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(6, 2)])
+    assert changed(cut, opened)
+    # still cut off, another door moved: no path before or after -> unchanged
+    still = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(3, 6), (6, 2), (10, 6)])
+    assert not changed(cut, still)
+
+
+def test_agent_moving_only_is_not_a_change():
+    a = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(10, 6)])
+    b = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(10, 6)], agent=(2, 3), time=1)
+    assert not changed(a, b)
+
+
+def test_shortest_path_cells_is_the_union_of_all_shortest_paths():
+    s = ENV.make_state(start=(1, 1), goal=(2, 3))
+    cells = np.asarray(analysis.shortest_path_cells(ENV.blocked_grid(s), s.agent, s.goal))
+    expect = np.zeros_like(cells)
+    expect[1:3, 1:4] = True  # every monotone path from (1,1) to (2,3) stays in this rectangle
+    np.testing.assert_array_equal(cells, expect)
+
+
+def test_changed_steps_and_mask_jit_over_time_and_envs():
+    seq = [ENV.make_state(start=(2, 2), goal=(2, 10)),
+           ENV.make_state(start=(2, 2), goal=(2, 10), agent=(2, 3), time=1),
+           ENV.make_state(start=(2, 2), goal=(2, 10), agent=(2, 4), closed_doors=[(3, 6)], time=2),
+           ENV.make_state(start=(2, 2), goal=(2, 10), agent=(2, 4), closed_doors=[(10, 6)], time=3)]
+    states = jax.tree.map(lambda *x: jnp.stack(x)[:, None], *seq)  # [T=4, N=1]
+    ch = jax.jit(lambda s: analysis.changed_steps(ENV, s))(states)
+    np.testing.assert_array_equal(np.asarray(ch[:, 0]), [False, False, True, True])
+    active = jnp.array([[True], [True], [True], [False]])
+    np.testing.assert_array_equal(np.asarray(analysis.step_mask(active)[:, 0]), [False, True, True, False])
+
+
+def test_mse_curves_on_a_synthetic_trace():
+    # one step, one env, 3 segments, D=2: z after the segments = [0,0], [1,1], [3,3]
+    z = jnp.array([[0.0, 0.0], [1.0, 1.0], [3.0, 3.0]])[None, :, None, :]  # [T=1, S=3, N=1, D=2]
+    out = analysis.convergence_and_divergence(dict(z_H=z, z_L=2 * z))
+    np.testing.assert_allclose(out["conv_z_H"][0, 0], [9.0, 4.0])   # MSE(z1, z3), MSE(z2, z3)
+    np.testing.assert_allclose(out["div_z_H"][0, 0], [1.0, 9.0])    # MSE(z2, z1), MSE(z3, z1)
+    np.testing.assert_allclose(out["conv_z_L"][0, 0], [36.0, 16.0])
+    curves = np.arange(12, dtype=np.float32).reshape(2, 3, 2)        # [T=2, N=3, K=2]
+    mask = np.array([[True, False, True], [False, False, True]])
+    np.testing.assert_allclose(analysis.masked_median(curves, mask), [4.0, 5.0])  # rows 0, 4, 10 -> median 4
+    assert np.isnan(analysis.masked_median(curves, np.zeros_like(mask))).all()
+
+
+def rows_for(seed, values, step=100):
+    return [dict(seed=seed, grad_steps=step * (i + 1), env_steps=1000 * (i + 1), wall_time_s=1.5 * (i + 1),
+                 eval_success=v, eval_length=10.0, eval_optimal=8.0) for i, v in enumerate(values)]
+
+
+def test_threshold_crossing_on_synthetic_curves():
+    rows = rows_for(0, [0.5, 0.91, 0.96, 0.94, 0.995]) + rows_for(1, [0.2, 0.95, 0.3, 0.5, 0.6])
+    assert sweep.first_crossing(rows_for(0, [0.5, 0.91, 0.96]), 0.95) == dict(grad_steps=300, env_steps=3000, wall_time_s=4.5)
+    assert sweep.first_crossing(rows_for(0, [0.5, 0.91]), 0.95) is None
+    cr = sweep.crossings_by_seed(rows)
+    assert cr[0]["0.90"]["grad_steps"] == 200 and cr[0]["0.95"]["grad_steps"] == 300 and cr[0]["0.99"]["grad_steps"] == 500
+    assert cr[1]["0.90"]["grad_steps"] == 200 and cr[1]["0.95"]["grad_steps"] == 200 and cr[1]["0.99"] is None
+    reset = sweep.crossings_by_seed(rows_for(0, [0.1, 0.2, 0.3, 0.96]) + rows_for(1, [0.1, 0.95]) + rows_for(2, [0.0]))
+    carry = sweep.crossings_by_seed(rows + rows_for(2, [0.0]))
+    res = sweep.carry_before_reset(carry, reset)
+    assert [p["verdict"] for p in res["per_seed"]] == ["carry first", "tie", "neither reached"]
+    assert (res["carry_first"], res["ties"], res["neither"], res["pairs"]) == (1, 1, 1, 3)
+
+
+def test_compare_writes_table_and_figure(tmp_path):
+    for c, rows in (("last_token", rows_for(0, [0.5, 0.96]) + rows_for(1, [0.5, 0.7])),
+                    ("reset", rows_for(0, [0.5, 0.97]) + rows_for(1, [0.96, 0.99]))):
+        d = tmp_path / c
+        d.mkdir()
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (d / "config.json").write_text(json.dumps(dict(env=dict(name="four_rooms"), model=dict(z_carry=c))))
+    res = sweep.compare(str(tmp_path), ["last_token", "reset"])
+    assert res["carry_before_reset"]["last_token"]["carry_first"] == 0
+    assert res["carry_before_reset"]["last_token"]["ties"] == 1
+    md = (tmp_path / "comparison.md").read_text()
+    assert "not reached" in md and "| Carry Z (last_token) | 0 | 200 | 2,000 | 3.0 |" in md
+    assert (tmp_path / "comparison.png").stat().st_size > 0
+    assert json.loads((tmp_path / "comparison.json").read_text())["conditions"]["reset"]["seeds"] == 2
+
+
+def test_sweep_rejects_repeated_condition():
+    with pytest.raises(SystemExit) as exc:
+        sweep.resolve(["--preset", "tiny", "--z-carry", "reset", "reset"])
+    assert exc.value.code == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "s"
+    status = sweep.main(["--preset", "tiny", "--z-carry", "last_token", "reset", "--seeds", "1",
+                         "--total-grad-steps", "20", "--out", str(out), "--no-progress"])
+    assert status == 0
+    return out
+
+
+def test_tiny_sweep_and_analyze_end_to_end(tiny_sweep, tmp_path):
+    from experiments import analyze
+
+    for f in ("comparison.png", "comparison.md", "comparison.json"):
+        assert (tiny_sweep / f).is_file()
+    comp = json.loads((tiny_sweep / "comparison.json").read_text())
+    assert set(comp["conditions"]) == {"last_token", "reset"}
+    out = tmp_path / "analysis"
+    n = 12
+    status = analyze.main([str(tiny_sweep / "last_token"), str(tiny_sweep / "reset"), "--envs", str(n),
+                           "--batch", "8", "--bootstrap", "20", "--out", str(out)])
+    assert status == 0
+    for f in ("report.md", "analysis.json", "convergence.png", "divergence.png", "intervention.png"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0
+    res = json.loads((out / "analysis.json").read_text())
+    evals = res["evaluations"]
+    assert [(e["z_carry"], e["z_mode"]) for e in evals] == [("last_token", "last_token"), ("last_token", "reset"),
+                                                           ("reset", "reset")]
+    for e in evals:
+        c = e["summary"]["counts"]
+        assert c["first_steps"] == n and c["total_steps"] == n * 80
+        assert c["changed"] + c["unchanged"] == c["episode_steps"] - n
+        assert c["changed"] + c["unchanged"] + c["first_steps"] + c["after_termination"] == c["total_steps"]
+        assert len(e["summary"]["medians"]["conv_z_H_unchanged"]) == e["segments"] - 1
+    # a carry checkpoint evaluated with reset z and the reset run see the same environments at reset
+    assert evals[1]["summary"]["bfs_optimal"] == evals[2]["summary"]["bfs_optimal"]
+    assert len(res["claims"]) == 5
+    md = (out / "report.md").read_text()
+    assert "![convergence](convergence.png)" in md and "Verdict" in md
+    assert f"| Carry Z | {evals[0]['summary']['counts']['changed']:,} |" in md
