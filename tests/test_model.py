@@ -17,6 +17,8 @@ from hrm_jax.model import (HRM, Carry, StoredZ, count_params, init_stored, init_
 
 # Small but structurally complete: H_cycles = L_cycles = 2, so the no-gradient part has L, L, H, L.
 TINY = ModelConfig(hidden=32, heads=2, H_layers=1, L_layers=1, H_cycles=2, L_cycles=2, segments_per_step=2)
+# Same parameters, one L and one H pass per segment: for tests where the cycle structure does not matter.
+FLAT = dataclasses.replace(TINY, H_cycles=1, L_cycles=1)
 T = 9
 B = 3
 
@@ -86,7 +88,7 @@ def test_init_statistics():
 
 
 def test_vmap_init_gives_different_agents():
-    model = make_model(TINY)
+    model = make_model(FLAT)
     v = jax.jit(jax.vmap(lambda k: init_variables(model, k, T)))(jax.random.split(jax.random.key(3), 2))
     for leaf in jax.tree_util.tree_leaves(v["params"]["L_level"]):
         assert not np.allclose(leaf[0], leaf[1])
@@ -188,7 +190,8 @@ def test_no_grad_part_has_no_gradient(tiny):
 
 
 def test_chunked_equals_unchunked_with_gradient(tiny):
-    model, v = tiny
+    _, v = tiny
+    model = make_model(FLAT)
     b = 5                                   # chunk 2 -> 3 chunks with padding
     tok = _tokens(jax.random.key(5), b, T)
     carry = _random_carry(jax.random.key(6), b, T, TINY.hidden)
@@ -230,7 +233,8 @@ def test_run_segments_equals_successive_segments(tiny):
 
 
 def test_run_segments_has_no_gradient(tiny):
-    model, v = tiny
+    _, v = tiny
+    model = make_model(FLAT)
     tok = _tokens(jax.random.key(8), B, T)
     carry = _random_carry(jax.random.key(2), B, T, TINY.hidden)
     g = jax.jit(jax.grad(lambda p: jnp.sum(run_segments(model, {**v, "params": p}, tok, carry, 2)[1])))(v["params"])
@@ -262,7 +266,7 @@ def test_last_token_seeding_broadcasts(tiny):
 
 def test_reset_mode_ignores_stored(tiny):
     _, v = tiny
-    model = make_model(dataclasses.replace(TINY, z_carry="reset"))
+    model = make_model(dataclasses.replace(FLAT, z_carry="reset"))
     stored = StoredZ(z_H=jnp.full((B, TINY.hidden), 7.0), z_L=jnp.full((B, TINY.hidden), -7.0))
     c = seed_carry(model, v, stored, B, T)
     c0 = seed_carry(model, v, None, B, T)
@@ -277,7 +281,7 @@ def test_reset_mode_ignores_stored(tiny):
 
 def test_full_mode_round_trips(tiny):
     _, v = tiny
-    model = make_model(dataclasses.replace(TINY, z_carry="full"))
+    model = make_model(dataclasses.replace(FLAT, z_carry="full"))
     carry = _random_carry(jax.random.key(4), B, T, TINY.hidden)
     st = to_stored(model, carry)
     assert st.z_H.shape == (B, T + 1, TINY.hidden)
@@ -287,7 +291,7 @@ def test_full_mode_round_trips(tiny):
     # The whole per-token z matters: different positions seeded differently give a different Q.
     tok = _tokens(jax.random.key(1), B, T)
     _, q_full = SEG(model, v, tok, back)
-    lt = make_model(TINY)
+    lt = make_model(FLAT)
     _, q_last = SEG(lt, v, tok, seed_carry(lt, v, to_stored(lt, carry), B, T))
     assert not np.allclose(q_full, q_last)
 
@@ -320,15 +324,16 @@ def test_rms_norm_float32_and_unit_rms():
 
 
 def test_bfloat16_close_to_float32(tiny):
-    model, v = tiny
-    model16 = make_model(dataclasses.replace(TINY, dtype="bfloat16"))
+    _, v = tiny
+    model = make_model(FLAT)
+    model16 = make_model(dataclasses.replace(FLAT, dtype="bfloat16"))
     tok = _tokens(jax.random.key(1), B, T)
     c = seed_carry(model, v, None, B, T)
     f32, q32, _ = RUN(model, v, tok, c, 2)
     f16, q16, _ = RUN(model16, v, tok, c, 2)
     assert q16.dtype == jnp.float32 and f16.z_H.dtype == jnp.float32
     assert np.all(np.isfinite(q16))
-    # z is RMS-normalised (unit scale): bf16 (8-bit mantissa) through 12 blocks stays within a few %.
+    # z is RMS-normalised (unit scale): bf16 (8-bit mantissa) through 4 blocks stays within a few %.
     assert np.sqrt(np.mean((np.asarray(f16.z_H) - np.asarray(f32.z_H)) ** 2)) < 0.1
     np.testing.assert_allclose(q16, q32, atol=0.1 * float(np.abs(q32).max()) + 0.02)
     # ... and the gradient path compiles and is finite in bf16.
