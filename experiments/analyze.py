@@ -26,7 +26,6 @@ import json
 import math
 import os
 import sys
-from typing import Any
 
 import numpy as np
 
@@ -455,15 +454,15 @@ def main(argv: list[str] | None = None) -> int:
     trained = [e for e in evals if e["z_mode_kind"] == "as trained"]
     figures = {}
     _plot_panels(curve_lines(trained, "conv"), os.path.join(out, "convergence.png"),
-                 "median MSE({z}_k, {z}_S)", "convergence")
+                 "median MSE({z}[k], {z}[S])", "convergence")
     figures["convergence"] = "convergence.png"
     _plot_panels(curve_lines(trained, "div"), os.path.join(out, "divergence.png"),
-                 "median MSE({z}_k, {z}_1)", "divergence")
+                 "median MSE({z}[k], {z}[1])", "divergence")
     figures["divergence"] = "divergence.png"
     inter = [e for e in evals if e["z_carry"] != "reset"]
     if inter:
         _plot_panels(curve_lines(inter, "conv"), os.path.join(out, "intervention.png"),
-                     "median MSE({z}_k, {z}_S)", "carry-Z checkpoint, carried vs reset z")
+                     "median MSE({z}[k], {z}[S])", "carry-Z checkpoint, carried vs reset z")
         figures["intervention"] = "intervention.png"
 
     def pick(variant, kind):

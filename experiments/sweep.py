@@ -25,7 +25,6 @@ import json
 import math
 import os
 import sys
-from typing import Any
 
 PROG = "python -m experiments.sweep"
 THRESHOLDS = (0.90, 0.95, 0.99)

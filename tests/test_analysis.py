@@ -1,7 +1,6 @@
 """Issue #6: environment-change detection, MSE curves, sweep threshold crossings, and a tiny
 sweep + analyze end to end."""
 import json
-import os
 
 import jax
 import jax.numpy as jnp
