@@ -27,6 +27,9 @@ def build_parser():
     p.add_argument("--p-change", type=float, default=None, help="override the door-change probability")
     p.add_argument("--gif", default=None, help="write a GIF of the first --gif-episodes episodes of seed 0")
     p.add_argument("--gif-episodes", type=int, default=3, help="episodes in the GIF")
+    p.add_argument("--minihack", type=int, default=0, metavar="N",
+                   help="also play N greedy episodes of seed 0's policy in the MiniHack reference (dynamic doors "
+                        "emulated as the authors did, doors drawn from reset on), on the same layouts as ours")
     p.add_argument("--json", default=None, help="also write the results as JSON")
     return p
 
@@ -37,6 +40,14 @@ def main(argv=None) -> int:
 
     if args.episodes < 1:
         fail(f"--episodes={args.episodes} must be >= 1", PROG)
+    if args.minihack < 0:
+        fail(f"--minihack={args.minihack} must be >= 0", PROG)
+    if args.minihack:
+        from envs.minihack_ref import minihack_missing
+
+        missing = minihack_missing()
+        if missing:
+            fail(f"--minihack: {missing}", PROG)
     if args.p_change is not None and not 0.0 <= args.p_change <= 1.0:
         fail(f"--p-change={args.p_change} must be in [0, 1]", PROG)
     if not os.path.isfile(os.path.join(args.run_dir, "config.json")):
@@ -71,12 +82,71 @@ def main(argv=None) -> int:
         row = {k: float(v[i]) for k, v in results.items()}
         rows.append(dict(seed=i, **row))
         print(f"{i:>4}  {row['eval_success']:>8.3f}  {row['eval_length']:>11.2f}  {row['eval_optimal']:>11.2f}")
+    result = dict(run_dir=args.run_dir, step=step, episodes=args.episodes, seeds=rows)
+    if args.minihack:
+        mh = evaluate_in_minihack(cfg, tr, state, env_params, args.minihack, args.seed)
+        result["minihack"] = mh
+        print(f"seed 0 in MiniHack ({mh['episodes']} episodes): success {mh['success_minihack']:.3f} "
+              f"(ours on the same layouts {mh['success_jax']:.3f}), mean length {mh['length_minihack']:.2f} "
+              f"(ours {mh['length_jax']:.2f})")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(dict(run_dir=args.run_dir, step=step, episodes=args.episodes, seeds=rows), fh, indent=2)
+            json.dump(result, fh, indent=2)
     if args.gif:
         write_episode_gif(args, tr, state, rollout, key)
     return 0
+
+
+def evaluate_in_minihack(cfg, tr, state, env_params, episodes: int, seed: int) -> dict:
+    """Seed 0's greedy policy, acting on MiniHack's own observations (cropped `chars`), with the
+    same z handling as in training; doors follow our door process with the same keys on both sides.
+    The same episodes are also played in our env, so the two success rates are directly comparable."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from envs import minihack_ref as mr
+    from hrm_jax import agent
+
+    env, m = tr.env, cfg.model
+    variables = {"params": jax.tree.map(lambda x: x[0], state.params),
+                 "constants": jax.tree.map(lambda x: x[0], state.constants)}
+    act = jax.jit(lambda obs, z: agent.act(tr.model, variables, obs[None], z, m.segments_per_step))
+    z0 = agent.initial_z(tr.model, variables, 1, tr.obs_len)
+    doors = jax.jit(env.update_doors)
+    reset = jax.jit(env.reset)
+    T = cfg.env.max_steps
+    ref = mr.MiniHackReference(cfg.env.name, "dynamic", max_steps=T, paint_reset=True)
+    ours = jax.device_get(agent.greedy_rollout(tr.model, variables, env, env_params, jax.random.key(seed + 1),
+                                               episodes, m.segments_per_step, m.z_carry, T))
+    k_reset, _ = jax.random.split(jax.random.key(seed + 1))
+    reset_keys = jax.random.split(k_reset, episodes)  # the same layouts greedy_rollout used
+    success, length = np.zeros(episodes, bool), np.zeros(episodes, np.int32)
+    try:
+        for i in range(episodes):
+            _, st = reset(reset_keys[i], env_params)
+            lay = mr.Layout.from_state(st)
+            rs = ref.reset(lay, mr.seeds_for(seed, i))
+            z = z0
+            for t in range(T):
+                q, z_next, _ = act(jnp.asarray(rs.obs), z)
+                z = z0 if m.z_carry == "reset" else z_next
+                a = int(np.argmax(np.asarray(q[0])))
+
+                def doors_after(pos, st=st, t=t, i=i):
+                    at = st.replace(agent=np.asarray(pos if pos is not None else lay.goal, np.int32))
+                    return np.asarray(doors(jax.random.fold_in(jax.random.key(seed + 2), i * 1000 + t), at, env_params))
+
+                rs = ref.step(a, np.asarray(st.closed_doors), doors_after)
+                st = st.replace(closed_doors=jnp.asarray(rs.closed))
+                length[i] = t + 1
+                if rs.terminated or rs.truncated:
+                    success[i] = rs.terminated
+                    break
+    finally:
+        ref.close()
+    return dict(episodes=episodes, success_minihack=float(success.mean()), length_minihack=float(length.mean()),
+                success_jax=float(np.mean(ours["success"])), length_jax=float(np.mean(ours["length"])))
 
 
 def write_episode_gif(args, tr, state, rollout, key) -> None:
