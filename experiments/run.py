@@ -59,7 +59,7 @@ def resolve(argv: list[str] | None = None):
             with open(path) as fh:
                 saved = Config.from_dict(json.load(fh))
             validate(saved)
-        except (ValueError, KeyError, TypeError, ConfigError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
             fail(f"--resume {args.resume}: config.json is unreadable or incompatible ({str(exc).splitlines()[0]})", PROG)
         given = {k: v for k, v in vars(args).items() if "__" in k and v is not None}
         for k, v in given.items():
@@ -78,13 +78,29 @@ def resolve(argv: list[str] | None = None):
     out = args.resume or args.out or os.path.join(
         "runs", f"{cfg.env.name}-{cfg.model.z_carry}-{args.preset}-s{cfg.train.seed}")
     if not args.resume and not args.dry_run:
+        if os.path.exists(out) and not os.path.isdir(out):
+            fail(f"--out {out} exists and is not a directory", PROG)
         if os.path.exists(out) and os.listdir(out):
             fail(f"--out {out} already exists and is not empty (use --resume {out} to continue it, or another --out)", PROG)
-        parent = os.path.dirname(os.path.abspath(out)) or "."
-        probe = out if os.path.isdir(out) else parent
-        if os.path.exists(probe) and not os.access(probe, os.W_OK):
-            fail(f"--out {out}: directory is not writable", PROG)
+        check_writable(out, "--out", PROG)
+    elif args.resume and not args.dry_run:
+        check_writable(out, "--resume", PROG)
     return args, cfg, out
+
+
+def check_writable(out: str, flag: str, prog: str) -> None:
+    """The run directory (or, if it does not exist yet, its nearest existing ancestor) must be a
+    writable directory. Root ignores permission bits, so a read-only file system or an ancestor
+    that is a regular file are checked for explicitly."""
+    from hrm_jax.cli import fail
+
+    probe = os.path.abspath(out)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        fail(f"{flag} {out}: cannot create a directory there ({probe} is not a directory)", prog)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        fail(f"{flag} {out}: {probe} is not writable", prog)
 
 
 def cap_full_z_capacity(cfg, budget_bytes: int = 8 << 30):
@@ -136,15 +152,9 @@ class RunLog:
         self.path = os.path.join(out, "metrics.jsonl")
         if truncate_after is not None and os.path.exists(self.path):
             # a resumed run recomputes everything after its checkpoint: drop those lines
-            with open(self.path) as fh:
-                lines = [l for l in fh if l.strip() and json.loads(l)["grad_steps"] <= truncate_after]
-            with open(self.path + ".tmp", "w") as fh:
-                fh.writelines(lines)
-            os.replace(self.path + ".tmp", self.path)
-        self.rows = []
-        if os.path.exists(self.path):
-            with open(self.path) as fh:
-                self.rows = [json.loads(l) for l in fh if l.strip()]
+            rows = [r for r in _read_rows(self.path) if r["grad_steps"] <= truncate_after]
+            _write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in rows))
+        self.rows = _read_rows(self.path) if os.path.exists(self.path) else []
         self.tb = SummaryWriter(os.path.join(out, "tb"))
         self.seeds = seeds
 
@@ -166,6 +176,25 @@ class RunLog:
 
     def close(self):
         self.tb.close()
+
+
+def _read_rows(path: str) -> list[dict]:
+    """metrics.jsonl rows; a line torn by a kill mid-write (only ever the last) is dropped."""
+    rows = []
+    with open(path) as fh:
+        for line in fh:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+    return rows
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write a file so that a kill at any moment leaves either the old or the new content."""
+    with open(path + ".tmp", "w") as fh:
+        fh.write(text)
+    os.replace(path + ".tmp", path)
 
 
 def _py(v):
@@ -228,29 +257,42 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
     from hrm_jax.train import make_train, seed_keys
 
     t = cfg.train
-    os.makedirs(out, exist_ok=True)
-    if not resume:
-        with open(os.path.join(out, "config.json"), "w") as fh:
-            json.dump(cfg.to_dict(), fh, indent=2)
+    try:
+        os.makedirs(out, exist_ok=True)
+        if not resume:
+            _write_atomic(os.path.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2))
+    except OSError as exc:
+        print(f"{PROG}: error: cannot write the run directory {out} ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     tr = make_train(cfg, nan_from_step=nan_at)
     init = jax.jit(jax.vmap(tr.init))
     chunk = jax.jit(jax.vmap(tr.chunk))
     keys = seed_keys(t.seed, t.seeds)
-    mngr = ckpt.manager(os.path.join(out, "checkpoints"), t.keep_checkpoints)
+    ckpt_dir = os.path.join(out, "checkpoints")
+    mngr = ckpt.manager(ckpt_dir, t.keep_checkpoints)
     wall_before = 0.0
     t0 = time.time()
+    state, step = None, 0
     if resume:
         try:
             step, state = ckpt.restore_latest(mngr, abstract_state(init, keys))
+        except ckpt.NoCheckpointError:
+            pass  # killed before its first checkpoint completed: start again from scratch (RELIABILITY.md)
         except ckpt.CheckpointError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 2
-        meta = _read_meta(out)
-        wall_before = meta.get(str(step), 0.0)
-        print(f"resumed {out} at gradient step {step}", file=sys.stderr)
-    else:
-        state = init(keys)
-        step = 0
+        notes = ckpt.discard_newer(ckpt_dir, step)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        if notes:
+            mngr = ckpt.manager(ckpt_dir, t.keep_checkpoints)
+        if state is None:
+            print(f"note: {out} has no complete checkpoint yet; starting it from scratch", file=sys.stderr)
+        else:
+            wall_before = _read_meta(out).get(str(step), 0.0)
+            print(f"resumed {out} at gradient step {step}", file=sys.stderr)
+    if state is None:
+        state = strong_types(init(keys))
     log = RunLog(out, t.seeds, truncate_after=step if resume else None)
     done_chunks = step // t.eval_every
     chunks_per_ckpt = max(1, t.checkpoint_every // t.eval_every)
@@ -265,6 +307,7 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
 
     old = signal.signal(signal.SIGINT, on_sigint)
     status = 0
+    good_step, saved_step = step, step  # last finite state / last checkpoint (0: none)
     try:
         for c in range(done_chunks, tr.num_chunks):
             tc = time.time()
@@ -273,8 +316,13 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
             dt = time.time() - tc
             bad = int(np.min(metrics["first_bad_step"]))
             if bad != np.iinfo(np.int32).max:
-                print(f"\n{PROG}: error: non-finite loss or Q value at gradient step {bad}; stopped. "
-                      f"The last good checkpoint and the metrics logged so far are kept in {out}", file=sys.stderr)
+                if good_step > saved_step:  # checkpoint the last finite state (its metrics are logged)
+                    ckpt.save(mngr, good_step, state)
+                    _write_meta(out, good_step, wall_before + time.time() - t0)
+                    saved_step = good_step
+                print(f"\n{PROG}: error: non-finite loss, Q value or parameters at gradient step {bad}; stopped. "
+                      f"The last good checkpoint (step {saved_step}) and the metrics logged so far are kept in {out}",
+                      file=sys.stderr)
                 status = 3
                 break
             state = new_state
@@ -283,7 +331,7 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
             sps = (env_now - env_prev) / dt  # includes compilation in the first chunk
             env_prev = env_now
             rows = log.write(metrics, wall, sps)
-            gs = rows[0]["grad_steps"]
+            gs = good_step = rows[0]["grad_steps"]
             bar.update(gs - bar.n)
             bar.set_postfix_str(f"env {sps:,.0f} steps/s | eps {rows[0]['epsilon']:.2f} | "
                                 f"success {np.mean([r['eval_success'] for r in rows]):.2f} | "
@@ -291,6 +339,7 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
             if (c + 1) % chunks_per_ckpt == 0 or c + 1 == tr.num_chunks or interrupted["flag"]:
                 ckpt.save(mngr, gs, state)
                 _write_meta(out, gs, wall)
+                saved_step = gs
             if interrupted["flag"]:
                 status = 130
                 break
@@ -302,12 +351,19 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
     if log.rows:
         summary = summarize(cfg, log.rows, tr.param_count, wall)
         summary["params_sha256"] = params_digest(state)
-        with open(os.path.join(out, "summary.json"), "w") as fh:
-            json.dump(summary, fh, indent=2)
+        _write_atomic(os.path.join(out, "summary.json"), json.dumps(summary, indent=2))
         plot_curves(log.rows, os.path.join(out, "curves.png"), f"{cfg.env.name}, z {cfg.model.z_carry}")
         if status == 0:
             _print_summary(summary, out)
     return status
+
+
+def strong_types(state):
+    """The state with every leaf strongly typed. flashbax keeps a weakly typed index; a restored
+    state has none, so without this a resumed run would compile (and cache) a second program."""
+    import jax
+
+    return jax.tree.map(lambda x: x if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x.astype(x.dtype), state)
 
 
 def abstract_state(init, keys):

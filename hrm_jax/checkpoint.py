@@ -2,11 +2,19 @@
 keys) with orbax. Orbax writes each step into a temporary directory and renames it when complete,
 so a run killed mid-save never leaves a half-written checkpoint that looks like the latest.
 
+Orbax does not checksum array data (a flipped byte in a data file restores silently as a wrong
+value), so `save` also writes `<step>/state.sha256`, the digest of every saved byte, and a
+checkpoint counts as complete only once that file exists. `restore_latest` skips unfinished
+checkpoints (no commit marker or no digest), verifies the digest of what it restored, and falls
+back to older checkpoints when the newest is unreadable.
+
 Typed PRNG keys are stored as their raw uint32 data and re-wrapped on restore.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -17,6 +25,14 @@ import orbax.checkpoint as ocp
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, incompatible or unreadable (one-line message)."""
+
+
+class NoCheckpointError(CheckpointError):
+    """The directory holds no complete checkpoint at all (none saved yet, or only unfinished ones)."""
+
+
+DIGEST_FILE = "state.sha256"       # written by `save` after orbax has committed the step
+COMMIT_FILE = "commit_success.txt"  # written by orbax into the step directory before its final rename
 
 
 def _is_key(x) -> bool:
@@ -38,23 +54,92 @@ def manager(directory: str, keep: int, read_only: bool = False) -> ocp.Checkpoin
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
+def state_digest(saveable: Any) -> str:
+    """sha256 over the tree structure and every leaf's dtype, shape and bytes."""
+    h = hashlib.sha256(str(jax.tree.structure(saveable)).encode())
+    for leaf in jax.tree.leaves(jax.device_get(saveable)):
+        a = np.ascontiguousarray(leaf)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def step_dir(mngr: ocp.CheckpointManager, step: int) -> str:
+    return os.path.join(str(mngr.directory), str(step))
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state: Any) -> None:
-    mngr.save(step, args=ocp.args.StandardSave(to_saveable(state)), force=True)
+    saveable = to_saveable(state)
+    mngr.save(step, args=ocp.args.StandardSave(saveable), force=True)
     mngr.wait_until_finished()
+    path = os.path.join(step_dir(mngr, step), DIGEST_FILE)
+    with open(path + ".tmp", "w") as fh:  # the step counts as complete once this rename is done
+        fh.write(state_digest(saveable) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def _unfinished(path: str) -> str | None:
+    for name, why in ((COMMIT_FILE, "no orbax commit marker"), (DIGEST_FILE, "no digest: killed before the save completed")):
+        if not os.path.isfile(os.path.join(path, name)):
+            return why
+    return None
 
 
 def restore_latest(mngr: ocp.CheckpointManager, like: Any) -> tuple[int, Any]:
     """Restore the newest complete checkpoint into the structure of `like` (a state or its
-    abstract shapes). Falls back to older checkpoints if the newest is unreadable."""
+    abstract shapes), verified against its digest. Unfinished checkpoints are skipped; unreadable
+    or corrupted ones make it fall back to older checkpoints. Raises NoCheckpointError if there is
+    no complete checkpoint, CheckpointError (one line) if none of them is readable."""
     steps = sorted(mngr.all_steps(), reverse=True)
-    if not steps:
-        raise CheckpointError(f"no checkpoint found in {mngr.directory}")
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), to_saveable(like))
     errors = []
+    complete = 0
     for step in steps:
+        if _unfinished(step_dir(mngr, step)):
+            continue
+        complete += 1
         try:
+            with open(os.path.join(step_dir(mngr, step), DIGEST_FILE)) as fh:
+                expected = fh.read().strip()
             saved = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
-            return step, from_saveable(saved, like)
-        except Exception as exc:  # corrupted/truncated files: try the previous checkpoint
-            errors.append(f"step {step}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    raise CheckpointError("no readable checkpoint in " + str(mngr.directory) + " (" + "; ".join(errors)[:400] + ")")
+        except Exception as exc:  # corrupted/truncated files, or another config's shapes
+            msg = str(exc).splitlines()[0] if str(exc) else ""
+            errors.append(f"step {step}: {type(exc).__name__}: {msg[:160]}")
+            continue
+        if state_digest(saved) != expected:
+            errors.append(f"step {step}: contents differ from the digest written at save time (corrupted)")
+            continue
+        return step, from_saveable(saved, like)
+    if not complete:
+        raise NoCheckpointError(f"no complete checkpoint in {mngr.directory}")
+    raise CheckpointError("no readable checkpoint in " + str(mngr.directory) + " (" + "; ".join(errors)[:600] + ")")
+
+
+def discard_newer(directory: str, step: int) -> list[str]:
+    """Before a resumed run continues from `step`: remove unfinished step directories newer than
+    it and move unreadable ones aside to `<step>.corrupt` (they would block re-saving that step).
+    Returns one line per directory touched. Call before creating the manager that saves."""
+    notes = []
+    if not os.path.isdir(directory):
+        return notes
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if ".orbax-checkpoint-tmp" in name and os.path.isdir(path):  # a save killed before its rename
+            shutil.rmtree(path)
+            notes.append(f"removed unfinished checkpoint {path}")
+            continue
+        if not (name.isdigit() and int(name) > step and os.path.isdir(path)):
+            continue
+        why = _unfinished(path)
+        if why:
+            shutil.rmtree(path)
+            notes.append(f"removed unfinished checkpoint {path} ({why})")
+        else:
+            dest = path + ".corrupt"
+            if os.path.exists(dest):
+                shutil.rmtree(dest)
+            os.replace(path, dest)
+            notes.append(f"moved unreadable checkpoint {path} to {dest}")
+    return notes

@@ -67,10 +67,9 @@ def label_params(params) -> Any:
     return {k: jax.tree.map(lambda _: "puzzle" if k == "puzzle_emb" else "model", v) for k, v in params.items()}
 
 
-def make_optimizer(cfg: Config, nan_from_step: int | None = None) -> optax.GradientTransformation:
+def make_optimizer(cfg: Config) -> optax.GradientTransformation:
     """Adam(W) for the model, sign-SGD with decoupled weight decay for the puzzle embedding, both
-    with linear warm-up then constant. `nan_from_step` (tests only) turns every update into NaN
-    from that gradient step on, to exercise the non-finite guard."""
+    with linear warm-up then constant."""
     t = cfg.train
     def schedule(lr):
         return optax.warmup_constant_schedule(0.0, lr, max(t.warmup_steps, 1))
@@ -78,10 +77,7 @@ def make_optimizer(cfg: Config, nan_from_step: int | None = None) -> optax.Gradi
     # HRM's sign-SGD for the puzzle embedding: p <- p (1 - lr wd) - lr sign(g)
     puzzle_tx = optax.chain(optax.scale_by_sign(), optax.add_decayed_weights(t.puzzle_weight_decay),
                             optax.scale_by_learning_rate(schedule(t.puzzle_lr)))
-    tx = optax.multi_transform({"model": model_tx, "puzzle": puzzle_tx}, label_params)
-    if nan_from_step is not None:
-        tx = optax.chain(tx, optax.scale_by_schedule(lambda n: jnp.where(n >= nan_from_step, jnp.nan, 1.0)))
-    return tx
+    return optax.multi_transform({"model": model_tx, "puzzle": puzzle_tx}, label_params)
 
 
 def epsilon_schedule(cfg: Config) -> optax.Schedule:
@@ -114,7 +110,7 @@ def make_train(cfg: Config, nan_from_step: int | None = None) -> Trainer:
     iters_per_chunk = t.eval_every // G
     num_chunks = math.ceil(t.total_grad_steps / t.eval_every)
     prefill_iters = math.ceil(max(B, t.learning_starts) / N)
-    tx = make_optimizer(cfg, nan_from_step)
+    tx = make_optimizer(cfg)
     eps_fn = epsilon_schedule(cfg)
     z_shape = (obs_len + 1, m.hidden) if m.z_carry == "full" else (m.hidden,)
     buffer = make_buffer(t.buffer_capacity, B, max(B, t.learning_starts))
@@ -160,9 +156,13 @@ def make_train(cfg: Config, nan_from_step: int | None = None) -> Trainer:
 
             (loss, (new_carry, q)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
             updates, opt_state = tx.update(grads, opt_state, params)
+            if nan_from_step is not None:  # test hook: NaN updates from that step on (state layout unchanged)
+                updates = jax.tree.map(lambda u: jnp.where(gs >= nan_from_step, jnp.nan, u), updates)
             params = optax.apply_updates(params, updates)
             target = optax.incremental_update(params, target, 1.0 - t.polyak)
-            finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(q))
+            # the step is bad if its loss, its Q values or the parameters it produced are non-finite
+            finite = (jnp.isfinite(loss) & jnp.all(jnp.isfinite(q))
+                      & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])))
             return (params, target, opt_state, new_carry, gs + 1), (loss, jnp.mean(q), finite, gs)
 
         c0 = (state.params, state.target_params, state.opt_state, carry0, state.grad_step)
