@@ -37,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the resolved config, parameter count and FLOPs of one acting / gradient step, then exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
     p.add_argument("--fail-on-nonfinite-at", type=int, default=None, help=argparse.SUPPRESS)  # test hook (issue 7)
+    d = p.add_argument_group("multi-host (README \"Scaling\")")
+    d.add_argument("--distributed", action="store_true",
+                   help="join a multi-process run with jax.distributed.initialize(); process 0 writes logs and checkpoint metadata")
+    d.add_argument("--coordinator-address", default=None, metavar="HOST:PORT",
+                   help="process 0's address; unset: $JAX_COORDINATOR_ADDRESS, else JAX's cluster auto-detection (SLURM, Open MPI, ...)")
+    d.add_argument("--num-processes", type=int, default=None, help="number of processes; unset: $JAX_NUM_PROCESSES, else auto-detected")
+    d.add_argument("--process-id", type=int, default=None, help="this process's id, 0..N-1; unset: $JAX_PROCESS_ID, else auto-detected")
     add_config_flags(p)
     return p
 
@@ -68,6 +75,13 @@ def resolve(argv: list[str] | None = None):
                 fail(f"--resume {args.resume}: {name}={v!r} contradicts the run's config ({name}="
                      f"{getattr(getattr(saved, section), name)!r})", PROG)
         cfg = saved
+    from hrm_jax import sharding
+    if args.distributed:  # must come before anything touches JAX (make_env below builds arrays)
+        sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+    try:
+        sharding.make_mesh(cfg)
+    except ValueError as exc:
+        fail(str(exc), PROG)
     # env-level checks (counts against the map's candidates) happen here, before compiling
     from hrm_jax.agent import make_env
     try:
@@ -77,7 +91,7 @@ def resolve(argv: list[str] | None = None):
     cfg = cap_full_z_capacity(cfg)
     out = args.resume or args.out or os.path.join(
         "runs", f"{cfg.env.name}-{cfg.model.z_carry}-{args.preset}-s{cfg.train.seed}")
-    if not args.resume and not args.dry_run:
+    if not args.resume and not args.dry_run and sharding.is_main():  # other processes: process 0 creates it
         if os.path.exists(out) and not os.path.isdir(out):
             fail(f"--out {out} exists and is not a directory", PROG)
         if os.path.exists(out) and os.listdir(out):
@@ -146,16 +160,17 @@ class RunLog:
 
     TB_KEYS = ("loss", "epsilon", "train_return", "eval_success", "eval_length", "eval_optimal", "env_steps_per_s", "q_mean")
 
-    def __init__(self, out: str, seeds: int, truncate_after: int | None):
+    def __init__(self, out: str, seeds: int, truncate_after: int | None, write: bool = True):
         from tensorboardX import SummaryWriter
 
         self.path = os.path.join(out, "metrics.jsonl")
-        if truncate_after is not None and os.path.exists(self.path):
+        self.enabled = write  # False: a multi-host run's other processes keep the rows, write nothing
+        if truncate_after is not None and os.path.exists(self.path) and write:
             # a resumed run recomputes everything after its checkpoint: drop those lines
             rows = [r for r in _read_rows(self.path) if r["grad_steps"] <= truncate_after]
             _write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in rows))
         self.rows = _read_rows(self.path) if os.path.exists(self.path) else []
-        self.tb = SummaryWriter(os.path.join(out, "tb"))
+        self.tb = SummaryWriter(os.path.join(out, "tb")) if write else None
         self.seeds = seeds
 
     def write(self, metrics: dict[str, Any], wall: float, sps: float) -> list[dict]:
@@ -164,18 +179,20 @@ class RunLog:
             row = {k: _py(v[i]) for k, v in metrics.items()}
             row.update(seed=i, wall_time_s=round(wall, 3), env_steps_per_s=round(sps, 1))
             rows.append(row)
-            for k in self.TB_KEYS:
+            for k in self.TB_KEYS if self.enabled else ():
                 if k in row:
                     self.tb.add_scalar(f"seed{i}/{k}", row[k], row["grad_steps"])
-        with open(self.path, "a") as fh:
-            for row in rows:
-                fh.write(json.dumps(row) + "\n")
-        self.tb.flush()
+        if self.enabled:
+            with open(self.path, "a") as fh:
+                for row in rows:
+                    fh.write(json.dumps(row) + "\n")
+            self.tb.flush()
         self.rows.extend(rows)
         return rows
 
     def close(self):
-        self.tb.close()
+        if self.tb is not None:
+            self.tb.close()
 
 
 def _read_rows(path: str) -> list[dict]:
@@ -254,19 +271,20 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
     import numpy as np
 
     from hrm_jax import checkpoint as ckpt
+    from hrm_jax import sharding
     from hrm_jax.train import make_train, seed_keys
 
     t = cfg.train
     try:
         os.makedirs(out, exist_ok=True)
-        if not resume:
+        if not resume and sharding.is_main():
             _write_atomic(os.path.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2))
     except OSError as exc:
         print(f"{PROG}: error: cannot write the run directory {out} ({exc.strerror or exc})", file=sys.stderr)
         return 2
-    tr = make_train(cfg, nan_from_step=nan_at)
-    init = jax.jit(jax.vmap(tr.init))
-    chunk = jax.jit(jax.vmap(tr.chunk))
+    # jax.jit(jax.vmap(tr.init / tr.chunk)) with the seed axis (or, data-parallel, the envs) split over devices
+    tr, sh = sharding.make_sharded_train(cfg, nan_from_step=nan_at)
+    init, chunk = sh.init, sh.chunk
     keys = seed_keys(t.seed, t.seeds)
     ckpt_dir = os.path.join(out, "checkpoints")
     mngr = ckpt.manager(ckpt_dir, t.keep_checkpoints)
@@ -275,7 +293,7 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
     state, step = None, 0
     if resume:
         try:
-            step, state = ckpt.restore_latest(mngr, abstract_state(init, keys))
+            step, state = ckpt.restore_latest(mngr, abstract_state(init, keys), sh.state_sharding)
         except ckpt.NoCheckpointError:
             pass  # killed before its first checkpoint completed: start again from scratch (RELIABILITY.md)
         except ckpt.CheckpointError as exc:
@@ -293,11 +311,11 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
             print(f"resumed {out} at gradient step {step}", file=sys.stderr)
     if state is None:
         state = strong_types(init(keys))
-    log = RunLog(out, t.seeds, truncate_after=step if resume else None)
+    log = RunLog(out, t.seeds, truncate_after=step if resume else None, write=sharding.is_main())
     done_chunks = step // t.eval_every
     chunks_per_ckpt = max(1, t.checkpoint_every // t.eval_every)
-    bar = _progress(tr.num_chunks * t.eval_every, step, progress)
-    env_prev = float(np.mean(jax.device_get(state.env_steps)))
+    bar = _progress(tr.num_chunks * t.eval_every, step, progress and sharding.is_main())
+    env_prev = sharding.local_mean(state.env_steps)  # the same for every seed; no communication
     interrupted = {"flag": False}
 
     def on_sigint(signum, frame):
@@ -336,6 +354,7 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
             bar.set_postfix_str(f"env {sps:,.0f} steps/s | eps {rows[0]['epsilon']:.2f} | "
                                 f"success {np.mean([r['eval_success'] for r in rows]):.2f} | "
                                 f"len {np.mean([r['eval_length'] for r in rows]):.1f}/{np.mean([r['eval_optimal'] for r in rows]):.1f}")
+            interrupted["flag"] = sharding.any_process(interrupted["flag"])  # multi-host: all stop together
             if (c + 1) % chunks_per_ckpt == 0 or c + 1 == tr.num_chunks or interrupted["flag"]:
                 ckpt.save(mngr, gs, state)
                 _write_meta(out, gs, wall)
@@ -350,11 +369,12 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
     wall = wall_before + time.time() - t0
     if log.rows:
         summary = summarize(cfg, log.rows, tr.param_count, wall)
-        summary["params_sha256"] = params_digest(state)
-        _write_atomic(os.path.join(out, "summary.json"), json.dumps(summary, indent=2))
-        plot_curves(log.rows, os.path.join(out, "curves.png"), f"{cfg.env.name}, z {cfg.model.z_carry}")
-        if status == 0:
-            _print_summary(summary, out)
+        summary["params_sha256"] = params_digest(state)  # every process (a collective when multi-host)
+        if sharding.is_main():
+            _write_atomic(os.path.join(out, "summary.json"), json.dumps(summary, indent=2))
+            plot_curves(log.rows, os.path.join(out, "curves.png"), f"{cfg.env.name}, z {cfg.model.z_carry}")
+            if status == 0:
+                _print_summary(summary, out)
     return status
 
 
@@ -405,7 +425,9 @@ def params_digest(state) -> str:
     import numpy as np
 
     h = hashlib.sha256()
-    for leaf in jax.tree.leaves(jax.device_get(state.params)):
+    from hrm_jax.sharding import gather
+
+    for leaf in jax.tree.leaves(gather(state.params)):
         h.update(np.ascontiguousarray(leaf).tobytes())
     return h.hexdigest()
 
@@ -419,6 +441,10 @@ def _read_meta(out: str) -> dict:
 
 
 def _write_meta(out: str, step: int, wall: float) -> None:
+    from hrm_jax.sharding import is_main
+
+    if not is_main():  # multi-host: process 0 writes
+        return
     meta = _read_meta(out)
     meta[str(step)] = wall
     p = os.path.join(out, "checkpoints", "wall_time.json")

@@ -57,7 +57,9 @@ def manager(directory: str, keep: int, read_only: bool = False) -> ocp.Checkpoin
 def state_digest(saveable: Any) -> str:
     """sha256 over the tree structure and every leaf's dtype, shape and bytes."""
     h = hashlib.sha256(str(jax.tree.structure(saveable)).encode())
-    for leaf in jax.tree.leaves(jax.device_get(saveable)):
+    from hrm_jax.sharding import gather  # multi-host: every process gathers (a collective)
+
+    for leaf in jax.tree.leaves(gather(saveable)):
         a = np.ascontiguousarray(leaf)
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
@@ -72,9 +74,12 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any) -> None:
     saveable = to_saveable(state)
     mngr.save(step, args=ocp.args.StandardSave(saveable), force=True)
     mngr.wait_until_finished()
+    digest = state_digest(saveable)
+    if jax.process_index() != 0:  # multi-host: orbax wrote every process's shards; process 0 writes the digest
+        return
     path = os.path.join(step_dir(mngr, step), DIGEST_FILE)
     with open(path + ".tmp", "w") as fh:  # the step counts as complete once this rename is done
-        fh.write(state_digest(saveable) + "\n")
+        fh.write(digest + "\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(path + ".tmp", path)
@@ -87,13 +92,19 @@ def _unfinished(path: str) -> str | None:
     return None
 
 
-def restore_latest(mngr: ocp.CheckpointManager, like: Any) -> tuple[int, Any]:
+def restore_latest(mngr: ocp.CheckpointManager, like: Any, shardings: Any = None) -> tuple[int, Any]:
     """Restore the newest complete checkpoint into the structure of `like` (a state or its
     abstract shapes), verified against its digest. Unfinished checkpoints are skipped; unreadable
     or corrupted ones make it fall back to older checkpoints. Raises NoCheckpointError if there is
     no complete checkpoint, CheckpointError (one line) if none of them is readable."""
     steps = sorted(mngr.all_steps(), reverse=True)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), to_saveable(like))
+    # `shardings` (a tree like `like`, e.g. hrm_jax.sharding's state_sharding): restore each array
+    # straight onto its devices (needed with several processes)
+    # (None: the default device, also for a checkpoint saved from several devices)
+    if shardings is None:
+        shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), like)
+    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s),
+                            to_saveable(like), shardings)
     errors = []
     complete = 0
     for step in steps:

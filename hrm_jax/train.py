@@ -100,7 +100,10 @@ def dqn_targets(model, target_vars, batch: Transition, gamma: float, n_segments:
     return jax.lax.stop_gradient(y)
 
 
-def make_train(cfg: Config, nan_from_step: int | None = None) -> Trainer:
+def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Callable | None = None) -> Trainer:
+    """`shard_batch` (data-parallel mode, see hrm_jax.sharding): applied to pytrees whose leaves have a
+    leading env / minibatch axis (the replay minibatch, the reset environments) to split that axis
+    over devices; None = identity (the single-device program, unchanged)."""
     m, t, e = cfg.model, cfg.train, cfg.env
     model = make_model(m)
     env, env_params = agent.make_env(e)
@@ -114,6 +117,7 @@ def make_train(cfg: Config, nan_from_step: int | None = None) -> Trainer:
     eps_fn = epsilon_schedule(cfg)
     z_shape = (obs_len + 1, m.hidden) if m.z_carry == "full" else (m.hidden,)
     buffer = make_buffer(t.buffer_capacity, B, max(B, t.learning_starts))
+    shard = shard_batch if shard_batch is not None else (lambda tree: tree)
 
     def variables(params, constants):
         return {"params": params, "constants": constants}
@@ -141,7 +145,7 @@ def make_train(cfg: Config, nan_from_step: int | None = None) -> Trainer:
 
     def learn_minibatch(state: TrainState, key):
         """Sample one minibatch; S deep-supervision gradient steps on it."""
-        batch = buffer.sample(state.buffer, key).experience
+        batch = shard(buffer.sample(state.buffer, key).experience)
         consts = state.constants
         y = dqn_targets(model, variables(state.target_params, consts), batch, t.gamma, m.segments_per_step)
         carry0 = seed_carry(model, variables(state.params, consts), batch.prev_z, B, obs_len)
@@ -190,7 +194,7 @@ def make_train(cfg: Config, nan_from_step: int | None = None) -> Trainer:
         k_model, k_env, k_state, k_eval = jax.random.split(key, 4)
         vars_ = init_variables(model, k_model, obs_len)
         params, constants = vars_["params"], vars_["constants"]
-        obs, env_state = jax.vmap(env.reset, (0, None))(jax.random.split(k_env, N), env_params)
+        obs, env_state = shard(jax.vmap(env.reset, (0, None))(jax.random.split(k_env, N), env_params))
         z0 = agent.initial_z(model, vars_, N, obs_len)
         state = TrainState(
             params=params,
