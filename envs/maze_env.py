@@ -11,9 +11,16 @@ Deviations from the reference, on purpose: closed doors are drawn at reset and s
 observation (the authors' MiniHack wrapper closes and draws them only from the first step on, and
 with p_change=0 never closes any).
 
-Cost note: gymnax's `step` computes a full `reset_env` on every call (auto-reset by select), so
-reset is on the hot path. It draws all its randomness with one `jax.random.bits` call and picks
-cells by counting, never by sorting or per-cell key splitting.
+Cost note: gymnax's `Environment.step` computes a full `reset_env` for every env on every call
+(auto-reset by select). `MazeEnv.step` keeps its semantics exactly (same key split, same outputs
+bit for bit) but has its own vmap rule (`jax.custom_batching.custom_vmap`): under `jax.vmap` it
+computes every env's move and observation, then the joint door resample only for the envs that
+resample this step and the reset only for the envs that are done, gathered into fixed-size chunks
+(`lax.while_loop` over as many chunks as needed, so any number of them is handled exactly). Door
+sets are handled as uint32 bit sets (two words, candidates 0..31 and 32..63); a reset draws all
+its randomness with one 4-word `jax.random.bits` draw (computed by `random_bits`, an unrolled
+threefry: jax's own lowering on CPU is a rolled loop) and picks cells by counting, never by sorting
+or per-cell key splitting.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.custom_batching import custom_vmap
 from gymnax.environments import environment, spaces
 
 from envs import bfs
@@ -88,6 +96,64 @@ def hash_u32(x: jax.Array) -> jax.Array:
     return x ^ (x >> 16)
 
 
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _threefry2x32(k0, k1, x0, x1):
+    """The Threefry-2x32 block function (20 rounds; Salmon et al. 2011), unrolled: the function
+    behind jax.random's default PRNG. jax lowers it on CPU as a rolled loop, one pass over memory
+    per group of rounds; unrolled it is one fused elementwise kernel."""
+    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
+    x0, x1 = x0 + k0, x1 + k1
+    for i in range(5):
+        for r in _THREEFRY_ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = (x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r))
+            x1 = x1 ^ x0
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x0, x1
+
+
+def _threefry_data(key: jax.Array):
+    """uint32[..., 2] data of a threefry key (typed or raw), or None where `split2`/`random_bits`
+    must defer to jax.random: another PRNG, or jax deriving keys another way."""
+    if not jax.config.jax_threefry_partitionable:
+        return None
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key) if str(jax.random.key_impl(key)) == "threefry2x32" else None
+    if jax.config.jax_default_prng_impl == "threefry2x32" and key.dtype == jnp.uint32 and key.shape[-1:] == (2,):
+        return key
+    return None
+
+
+def split2(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`jax.random.split(key)` as two keys, bit for bit (each new key i is the threefry block of
+    counter (0, i), as jax derives it), without jax's rolled-loop threefry on CPU."""
+    data = _threefry_data(key)
+    if data is None:
+        k = jax.random.split(key)
+        return k[0], k[1]
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    out = []
+    for i in (0, 1):
+        d = jnp.stack(_threefry2x32(data[..., 0], data[..., 1], jnp.uint32(0), jnp.uint32(i)), axis=-1)
+        d = jax.lax.optimization_barrier(d)  # computed once, not fused into (and redone by) each user
+        out.append(jax.random.wrap_key_data(d, impl=jax.random.key_impl(key)) if typed else d)
+    return out[0], out[1]
+
+
+def random_bits(key: jax.Array, n: int) -> jax.Array:
+    """`jax.random.bits(key, (n,), jnp.uint32)` of one key, bit for bit (element i: the two words
+    of the threefry block of counter (0, i), xored)."""
+    data = _threefry_data(key)
+    if data is None:
+        return jax.random.bits(key, (n,), jnp.uint32)
+    a, b = _threefry2x32(data[..., 0, None], data[..., 1, None], jnp.zeros((n,), jnp.uint32),
+                         jnp.arange(n, dtype=jnp.uint32))
+    return jax.lax.optimization_barrier(a ^ b)  # computed once, not fused into (and redone by) each user
+
+
 def to_words(mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """bool[n] (n <= 64) -> (lo, hi) uint32 bit sets of cells 0..31 and 32..63."""
     n = mask.shape[-1]
@@ -128,21 +194,49 @@ def pick_from_words(word: jax.Array, lo: jax.Array, hi: jax.Array):
     return count > 0, in_lo, idx
 
 
-def sample_k(seed: jax.Array, allowed: jax.Array, k: int) -> jax.Array:
-    """Choose min(k, sum(allowed)) distinct cells uniformly among `allowed` (without replacement).
-
-    seed: uint32 random word; allowed: bool[n], n <= 64. Returns bool[n]. Works on two uint32
-    bit sets: k picks of the r-th free bit (popcount bisection), no sort and no cumsum.
-    """
-    n = allowed.shape[-1]
-    lo, hi = to_words(allowed)
+def sample_k_words(seed: jax.Array, lo: jax.Array, hi: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """`sample_k` on bit sets: (lo, hi) allowed -> (lo, hi) chosen."""
     out_lo = out_hi = jnp.uint32(0)
     for i in range(k):
         found, in_lo, idx = pick_from_words(hash_u32(seed + jnp.uint32(i) * jnp.uint32(0x9E3779B9)), lo, hi)
         one = jnp.where(found, jnp.uint32(1) << (idx % 32).astype(jnp.uint32), jnp.uint32(0))
         lo, out_lo = jnp.where(in_lo, lo & ~one, lo), jnp.where(in_lo, out_lo | one, out_lo)
         hi, out_hi = jnp.where(in_lo, hi, hi & ~one), jnp.where(in_lo, out_hi, out_hi | one)
-    return from_words(out_lo, out_hi, n)
+    return out_lo, out_hi
+
+
+def sample_k(seed: jax.Array, allowed: jax.Array, k: int) -> jax.Array:
+    """Choose min(k, sum(allowed)) distinct cells uniformly among `allowed` (without replacement).
+
+    seed: uint32 random word; allowed: bool[n], n <= 64. Returns bool[n]. Works on two uint32
+    bit sets: k picks of the r-th free bit (popcount bisection), no sort and no cumsum.
+    """
+    return from_words(*sample_k_words(seed, *to_words(allowed), k), allowed.shape[-1])
+
+
+def _chunked(mask: jax.Array, chunk: int, fn, carry):
+    """Run `carry = fn(idx, carry)` over the indices of the set entries of bool[n] `mask`, `chunk`
+    at a time (idx: int32[chunk], padded with n, which `fn` must ignore: gather clipped, scatter
+    with mode="drop"). A `lax.while_loop` over ceil(count / chunk) chunks: exact for any count."""
+    n = mask.shape[0]
+    idx = jnp.nonzero(mask, size=n + chunk, fill_value=n)[0].astype(jnp.int32)
+    count = jnp.sum(mask, dtype=jnp.int32)
+
+    def body(c):
+        i, carry = c
+        return i + chunk, fn(jax.lax.dynamic_slice(idx, (i,), (chunk,)), carry)
+
+    return jax.lax.while_loop(lambda c: c[0] < count, body, (jnp.int32(0), carry))[1]
+
+
+def _rows(tree, idx: jax.Array, n: int):
+    """Rows idx (clipped to n - 1) of every leaf of `tree`."""
+    idx = jnp.minimum(idx, n - 1)
+    return jax.tree.map(lambda x: x[idx], tree)
+
+
+def _put_rows(tree, idx: jax.Array, rows):
+    return jax.tree.map(lambda x, r: x.at[idx].set(r, mode="drop"), tree, rows)
 
 
 class MazeEnv(environment.Environment):
@@ -170,6 +264,17 @@ class MazeEnv(environment.Environment):
         self.n_cand = len(m.candidates)
         self.n_floor = len(m.floor)
         self.obs_len = len(obs_cells)
+        if self.n_cand > 64:
+            raise ValueError(f"{m.name}: {self.n_cand} door candidates; at most 64 fit the two-word bit sets")
+        # per cell (flat row*W + col): the bit of its door candidate in the (lo, hi) bit sets
+        ci = m.candidate_index.reshape(-1)
+        self._cell_lo = jnp.asarray(np.where((ci >= 0) & (ci < 32), np.uint32(1) << (ci % 32).astype(np.uint32), 0)
+                                    .astype(np.uint32))
+        self._cell_hi = jnp.asarray(np.where(ci >= 32, np.uint32(1) << (ci % 32).astype(np.uint32), 0).astype(np.uint32))
+        self._all_lo = np.uint32((1 << min(self.n_cand, 32)) - 1)
+        self._all_hi = np.uint32((1 << max(self.n_cand - 32, 0)) - 1)
+        self._step_fns = {}
+        self._step_jit = jax.jit(self._step_flat, static_argnums=4)
 
     # ---- gymnax API -------------------------------------------------------------------------
 
@@ -201,12 +306,90 @@ class MazeEnv(environment.Environment):
 
     def step(self, key, state, action, params=None):
         """gymnax step with auto-reset. A concrete out-of-range action raises ValueError; inside
-        jit an out-of-range action cannot raise: it is a no-op flagged in info["invalid_action"]."""
+        jit an out-of-range action cannot raise: it is a no-op flagged in info["invalid_action"].
+
+        The same function as gymnax's `Environment.step` (key split into step and reset keys,
+        auto-reset by select, info["final_observation"] = the observation before the reset), with
+        a cheaper rule under `jax.vmap` (`_step_vmap_rule`): identical results."""
         if is_concrete(action):
             a = np.asarray(action)
             if not np.issubdtype(a.dtype, np.integer) or np.any((a < 0) | (a > 3)):
                 raise ValueError(f"action={action!r} is out of range; allowed: integers 0..3 (N, E, S, W)")
-        return super().step(key, state, action, params)
+        if params is None:
+            params = self.default_params
+        leaves, treedef = jax.tree.flatten(params)
+        return self._step_jit(key, state, action, leaves, treedef)
+
+    def _step_flat(self, key, state, action, leaves, treedef):
+        """`_step_one` with its vmap rule, params as (leaves, static treedef): custom_vmap builds a
+        pytree of in_batched flags like its arguments, and an EnvParams of flags would fail the
+        params' own validation."""
+        fn = self._step_fns.get(treedef)
+        if fn is None:
+            fn = custom_vmap(lambda k, s, a, lv: self._step_one(k, s, a, jax.tree.unflatten(treedef, lv)))
+            fn.def_vmap(lambda n, b, k, s, a, lv: self._step_vmap_rule(n, b, treedef, k, s, a, lv))
+            self._step_fns[treedef] = fn
+        return fn(key, state, action, leaves)
+
+    def _step_one(self, key, state, action, params):
+        """One env: gymnax's `Environment.step`."""
+        key_step, key_reset = split2(key)
+        obs_st, state_st, reward, terminated, info = self.step_env(key_step, state, action, params)
+        truncated = self.is_truncated(state_st, params)
+        done = terminated | truncated
+        obs_re, state_re = self.reset_env(key_reset, params)
+        state = jax.tree.map(lambda x, y: jax.lax.select(done, x, y), state_re, state_st)
+        obs = jax.lax.select(done, obs_re, obs_st)
+        info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
+        return obs, state, reward, terminated, truncated, info
+
+    # chunk sizes of the vmap rule: ceil(n / div) envs per chunk (tuned at 8192 envs)
+    RESAMPLE_CHUNK_DIV = 16
+    RESET_CHUNK_DIV = 64
+
+    def _step_vmap_rule(self, n, in_batched, treedef, key, state, action, leaves):
+        """`_step_one` over a batch of n envs: the per-env part (keys, move, the door draw, the
+        observation) for all envs; the joint door resample (`sample_k`) only for the envs that
+        resample, and `reset_env` only for the envs that are done, both in chunks (`_chunked`).
+        Each env gets exactly the values `_step_one` computes for it."""
+        kb, sb, ab, pb = in_batched
+        widen = lambda x, b: x if b else jnp.broadcast_to(x, (n,) + jnp.shape(x))
+        key, action = widen(key, kb), widen(jnp.asarray(action), ab)
+        state = jax.tree.map(widen, state, sb)
+        params = jax.tree.unflatten(treedef, leaves)  # static fields only; leaves may be batched
+        p_axes = [0 if b else None for b in pb]
+
+        def per_env(f, *args, lv=leaves):
+            """vmap of f(*args, params) over the envs (args batched; params leaves lv as in pb)."""
+            g = lambda *a: f(*a[:-1], jax.tree.unflatten(treedef, a[-1]))
+            return jax.vmap(g, in_axes=(0,) * len(args) + (p_axes,))(*args, lv)
+
+        param_rows = lambda idx: [_rows(x, idx, n) if b else x for x, b in zip(leaves, pb)]
+
+        key_step, key_reset = split2(key)
+        state_st, reward, terminated, blocked, valid, resample, seed = per_env(self._move_and_draw, key_step, state,
+                                                                             action)
+        if params.door_dynamics == "joint":
+
+            def resample_chunk(idx, closed):
+                new = per_env(self._resample_doors, _rows(seed, idx, n), _rows(state_st, idx, n), lv=param_rows(idx))
+                return closed.at[idx].set(new, mode="drop")
+
+            closed = _chunked(resample, -(-n // self.RESAMPLE_CHUNK_DIV), resample_chunk, state_st.closed_doors)
+            state_st = state_st.replace(closed_doors=closed)
+        truncated = per_env(self.is_truncated, state_st)
+        done = terminated | truncated
+        obs_st = self._get_obs_batch(state_st)
+
+        def reset_chunk(idx, carry):
+            states = per_env(self._reset_state, _rows(key_reset, idx, n), lv=param_rows(idx))
+            return _put_rows(carry, idx, (self._get_obs_batch(states), states))
+
+        obs, state = _chunked(done, -(-n // self.RESET_CHUNK_DIV), reset_chunk, (obs_st, state_st))
+        info = {"blocked": blocked, "invalid_action": ~valid, "terminated": terminated, "truncated": truncated,
+                "final_observation": obs_st}
+        out = (obs, state, reward, terminated, truncated, info)
+        return out, jax.tree.map(lambda _: True, out)
 
     def is_terminal(self, state: EnvState, params) -> jax.Array:
         return jnp.all(state.agent == state.goal) | (state.time >= params.max_steps_in_episode)
@@ -214,7 +397,10 @@ class MazeEnv(environment.Environment):
     def is_truncated(self, state: EnvState, params) -> jax.Array:
         return state.time >= params.max_steps_in_episode
 
-    def step_env(self, key, state: EnvState, action, params):
+    def _move_and_draw(self, key, state: EnvState, action, params):
+        """step_env without the joint door resample: (state after the move with the doors of
+        `independent` dynamics updated, reward, terminated, blocked, valid, resample, seed):
+        in `joint` dynamics the closed doors become `_resample_doors(seed, state)` where resample."""
         action = jnp.asarray(action, jnp.int32)
         valid = (action >= 0) & (action <= 3)
         target = state.agent + self._deltas[jnp.clip(action, 0, 3)]
@@ -222,24 +408,44 @@ class MazeEnv(environment.Environment):
         agent = jnp.where(blocked, state.agent, target)
         terminated = jnp.all(agent == state.goal)
         reward = jnp.where(terminated, GOAL_REWARD, jnp.where(blocked & valid, BLOCKED_REWARD, 0.0))
-        closed = self.update_doors(key, state.replace(agent=agent), params)
-        state = state.replace(agent=agent, closed_doors=closed, time=state.time + 1)
+        moved = state.replace(agent=agent)
+        if params.door_dynamics == "independent":
+            closed, resample, seed = self.update_doors(key, moved, params), jnp.bool_(False), jnp.uint32(0)
+        else:
+            closed = state.closed_doors
+            resample, seed = self._door_draw(key, state, params)
+        state = moved.replace(closed_doors=closed, time=state.time + 1)
+        return state, reward.astype(jnp.float32), terminated, blocked, valid, resample, seed
+
+    def step_env(self, key, state: EnvState, action, params):
+        state, reward, terminated, blocked, valid, resample, seed = self._move_and_draw(key, state, action, params)
+        if params.door_dynamics == "joint":
+            state = state.replace(closed_doors=jnp.where(resample, self._resample_doors(seed, state, params),
+                                                         state.closed_doors))
         info = {"blocked": blocked, "invalid_action": ~valid}
-        return self.get_obs(state, params), state, reward.astype(jnp.float32), terminated, info
+        return self.get_obs(state, params), state, reward, terminated, info
 
     def reset_env(self, key, params):
-        bits = jax.random.bits(key, (4,), jnp.uint32)  # start, goal, fixed walls, doors
+        state = self._reset_state(key, params)
+        return self.get_obs(state, params), state
+
+    def _reset_state(self, key, params) -> EnvState:
+        """`reset_env` without the observation."""
+        bits = random_bits(key, 4)  # start, goal, fixed walls, doors
         start_i = (bits[0] % self.n_floor).astype(jnp.int32)
         goal_i = (start_i + 1 + (bits[1] % (self.n_floor - 1)).astype(jnp.int32)) % self.n_floor
         start, goal = self._floor[start_i], self._floor[goal_i]
-        fixed = self.place_fixed_walls(bits[2], start, goal, params)
-        state = EnvState(time=jnp.int32(0), agent=start, start=start, goal=goal, fixed_walls=fixed,
-                         door_cells=~fixed, closed_doors=jnp.zeros_like(fixed))
-        closed = sample_k(bits[3], self.door_allowed(state), self.door_count(params))
-        if params.door_dynamics == "independent":
-            state = state.replace(door_cells=self._initial_door_cells(closed))
-        state = state.replace(closed_doors=closed)
-        return self.get_obs(state, params), state
+        fixed_lo, fixed_hi = self.place_fixed_walls_words(bits[2], start, goal, params)
+        # door_allowed of the new state (door_cells = ~fixed, agent on start), on bit sets
+        s_lo, s_hi = self._cell_words(start)
+        g_lo, g_hi = self._cell_words(goal)
+        allowed_lo = ~fixed_lo & ~s_lo & ~g_lo & self._all_lo
+        allowed_hi = ~fixed_hi & ~s_hi & ~g_hi & self._all_hi
+        closed = from_words(*sample_k_words(bits[3], allowed_lo, allowed_hi, self.door_count(params)), self.n_cand)
+        fixed = from_words(fixed_lo, fixed_hi, self.n_cand)
+        door_cells = self._initial_door_cells(closed) if params.door_dynamics == "independent" else ~fixed
+        return EnvState(time=jnp.int32(0), agent=start, start=start, goal=goal, fixed_walls=fixed,
+                        door_cells=door_cells, closed_doors=closed)
 
     # ---- subclass hooks ---------------------------------------------------------------------
 
@@ -249,7 +455,11 @@ class MazeEnv(environment.Environment):
 
     def place_fixed_walls(self, seed, start, goal, params) -> jax.Array:
         """bool[n_cand] of fixed walls for a new episode (none by default). seed: uint32."""
-        return jnp.zeros((self.n_cand,), bool)
+        return from_words(*self.place_fixed_walls_words(seed, start, goal, params), self.n_cand)
+
+    def place_fixed_walls_words(self, seed, start, goal, params) -> tuple[jax.Array, jax.Array]:
+        """`place_fixed_walls` as (lo, hi) bit sets."""
+        return jnp.uint32(0), jnp.uint32(0)
 
     def _initial_door_cells(self, closed):
         """Independent dynamics: which candidates are doors for the episode."""
@@ -282,27 +492,70 @@ class MazeEnv(environment.Environment):
         return (state.door_cells & ~state.fixed_walls & ~self._on_cell(state.agent)
                 & ~self._on_cell(state.start) & ~self._on_cell(state.goal))
 
-    def update_doors(self, key, state: EnvState, params) -> jax.Array:
-        allowed = self.door_allowed(state)
-        if params.door_dynamics == "independent":
-            toggle = jax.random.uniform(key, (self.n_cand,)) < params.p_change
-            return (state.closed_doors ^ toggle) & allowed
-        bits = jax.random.bits(key, (2,), jnp.uint32)
+    def _cell_words(self, pos: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(lo, hi) bit sets holding the candidate at pos (empty if pos is not a candidate)."""
+        f = pos[0] * self.W + pos[1]
+        return self._cell_lo[f], self._cell_hi[f]
+
+    def _door_allowed_words(self, state: EnvState) -> tuple[jax.Array, jax.Array]:
+        """`door_allowed` as (lo, hi) bit sets."""
+        lo, hi = to_words(state.door_cells & ~state.fixed_walls)
+        for pos in (state.agent, state.start, state.goal):
+            c_lo, c_hi = self._cell_words(pos)
+            lo, hi = lo & ~c_lo, hi & ~c_hi
+        return lo, hi
+
+    def _door_draw(self, key, state: EnvState, params) -> tuple[jax.Array, jax.Array]:
+        """Joint dynamics: (resample?, uint32 seed of the resample) from the step key. state: the
+        state before the step (only its closed doors are read)."""
+        bits = random_bits(key, 2)
         u = (bits[0] >> 8).astype(jnp.float32) * (1.0 / (1 << 24))  # uniform [0, 1) from 24 bits
         # as the authors' code: resample with probability p, or whenever no door is closed (p > 0)
         resample = (params.p_change > 0) & ((u < params.p_change) | ~jnp.any(state.closed_doors))
-        return jnp.where(resample, sample_k(bits[1], allowed, self.door_count(params)), state.closed_doors)
+        return resample, bits[1]
+
+    def _resample_doors(self, seed, state: EnvState, params) -> jax.Array:
+        """Joint dynamics: a fresh closed set, `door_count` doors among `door_allowed(state)`."""
+        lo, hi = self._door_allowed_words(state)
+        return from_words(*sample_k_words(seed, lo, hi, self.door_count(params)), self.n_cand)
+
+    def update_doors(self, key, state: EnvState, params) -> jax.Array:
+        """The closed doors after a step (state: after the move, with the previous closed doors)."""
+        if params.door_dynamics == "independent":
+            toggle = jax.random.uniform(key, (self.n_cand,)) < params.p_change
+            return (state.closed_doors ^ toggle) & self.door_allowed(state)
+        resample, seed = self._door_draw(key, state, params)
+        return jnp.where(resample, self._resample_doors(seed, state, params), state.closed_doors)
+
+    # at most this many candidates: the observation takes one select per candidate (vectorises
+    # along the observation); more: one lookup (a gather)
+    OBS_SELECT_MAX_CAND = 8
+
+    def _obs_index(self, pos: jax.Array) -> jax.Array:
+        """Index of cell pos in the observation (obs_len, out of range, if outside the crop)."""
+        r0, r1, c0, c1 = self.maze.crop
+        inside = (pos[0] >= r0) & (pos[0] < r1) & (pos[1] >= c0) & (pos[1] < c1)
+        return jnp.where(inside, (pos[0] - r0) * (c1 - c0) + (pos[1] - c0), self.obs_len)
 
     def get_obs(self, state: EnvState, params=None, key=None) -> jax.Array:
         """uint8[obs_len] tokens, row-major over the map's observed crop."""
-        cand_glyph = jnp.where(state.fixed_walls, self.maze.fixed_wall_glyph,
-                               jnp.where(state.closed_doors, self.maze.door_glyph, FLOOR)).astype(jnp.uint8)
-        obs = jnp.where(self._obs_is_cand, cand_glyph[self._obs_cand], self._obs_template)
-        flat = lambda p: p[0] * self.W + p[1]
-        cells = self._obs_cells
-        obs = jnp.where(cells == flat(state.start), jnp.uint8(START), obs)
-        obs = jnp.where(cells == flat(state.goal), jnp.uint8(GOAL), obs)
-        obs = jnp.where(cells == flat(state.agent), jnp.uint8(AGENT), obs)
+        return self._get_obs_batch(jax.tree.map(lambda x: x[None], state))[0]
+
+    def _get_obs_batch(self, states: EnvState) -> jax.Array:
+        """`get_obs` of a batch of states (leading axis): uint8[n, obs_len]. The three markers are
+        scattered (one element each) rather than compared against every cell."""
+        cand_glyph = jnp.where(states.fixed_walls, self.maze.fixed_wall_glyph,
+                               jnp.where(states.closed_doors, self.maze.door_glyph, FLOOR)).astype(jnp.uint8)
+        if self.n_cand <= self.OBS_SELECT_MAX_CAND:
+            obs = jnp.broadcast_to(self._obs_template, (cand_glyph.shape[0], self.obs_len))
+            for c in range(self.n_cand):
+                obs = jnp.where(self._obs_is_cand & (self._obs_cand == c), cand_glyph[:, c:c + 1], obs)
+        else:
+            obs = jnp.where(self._obs_is_cand, jnp.take(cand_glyph, self._obs_cand, axis=1), self._obs_template)
+        # the markers, agent last (it hides the start or the goal it stands on)
+        rows = jnp.arange(obs.shape[0])
+        for pos, glyph in ((states.start, START), (states.goal, GOAL), (states.agent, AGENT)):
+            obs = obs.at[rows, jax.vmap(self._obs_index)(pos)].set(jnp.uint8(glyph), mode="drop")
         return obs
 
     def optimal_path_length(self, state: EnvState) -> jax.Array:

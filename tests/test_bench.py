@@ -103,3 +103,180 @@ def test_registry_and_helpers(tmp_path):
     p = tmp_path / "sub" / "x.json"
     bench.write_json(str(p), {"a": jnp.arange(3), "nan": float("nan")})
     assert json.loads(p.read_text()) == {"a": [0, 1, 2], "nan": None}
+
+
+# ---- model / compile / train / seeds / learn (issue #9): one tiny run, many checks ------------------
+
+TINY_FLAGS = ["--presets", "tiny", "--iterations", "2", "--seed-counts", "1,2", "--repeats", "1", "--warmup", "0",
+              "--max-minutes", "0.01", "--eval-envs", "4", "--total-grad-steps", "40,80", "--gemm-size", "64"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """`model compile train seeds learn` at the tiny preset with tiny sizes, in one process (compiles
+    dominate its runtime)."""
+    out_path = tmp_path_factory.mktemp("bench") / "bench_all.json"
+    out = subprocess.run([sys.executable, "-m", "experiments.bench", "model", "compile", "train", "seeds", "learn",
+                          *TINY_FLAGS, "--json", str(out_path)],
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout, json.loads(out_path.read_text())
+
+
+def _timing_ok(t, repeats=1):
+    assert t["compile_s"] > 0 and t["median_s"] > 0 and len(t["all_s"]) == repeats and t["repeats"] == repeats
+    assert len(t["loadavg"]) == 3
+
+
+def test_multi_run_json_layout(tiny_run):
+    text, d = tiny_run
+    assert d["subcommand"] == "model+compile+train+seeds+learn"
+    assert d["subcommands"] == ["model", "compile", "train", "seeds", "learn"]
+    for name in d["subcommands"]:
+        assert d["config"][name]["presets"] == ["tiny"] and d["config"][name]["repeats"] == 1
+        assert len(d["results"][name]["loadavg_start"]) == 3 and len(d["results"][name]["loadavg_end"]) == 3
+        assert f"===== {name} =====" in text
+    assert d["config"]["train"]["iterations"] == 2 and d["config"]["seeds"]["seed_counts"] == [1, 2]
+    assert d["config"]["learn"]["max_minutes"] == 0.01 and d["config"]["compile"]["total_grad_steps"] == [40, 80]
+    assert d["machine"]["backend"] == "cpu" and "backend cpu" in text and "load average" in text
+
+
+def test_model_fields(tiny_run):
+    from hrm_jax.config import preset
+    from hrm_jax.flops import act_flops, grad_step_flops
+    text, d = tiny_run
+    res = d["results"]["model"]
+    (c,) = res["cases"]
+    m, t = preset("tiny").model, preset("tiny").train
+    N, B = t.num_envs, t.batch_size
+    assert c["preset"] == "tiny" and c["num_envs"] == N and c["batch_size"] == B and c["obs_len"] == 121
+    for what, fl in (("act", act_flops(m, 121, N)), ("update", grad_step_flops(m, 121, B))):
+        r = c[what]
+        _timing_ok(r)
+        assert r["flops_analytic"] == fl
+        assert r["flops_per_s"] == pytest.approx(fl / r["median_s"])
+        # XLA also counts elementwise work, and the loop-free program is the same computation
+        assert 0.9 * fl <= r["flops_xla_loop_free"] <= 1.5 * fl
+        assert r["flops_xla_as_compiled"] > 0
+    g = c["gemm"]
+    D = m.hidden
+    assert g["shape"] == [N * 122, D, 4 * D] and g["flops"] == 2 * N * 122 * D * 4 * D
+    assert c["act_vs_gemm"] == pytest.approx(c["act"]["flops_per_s"] / g["flops_per_s"])
+    assert res["square_gemm"]["float32"]["shape"] == [64, 64, 64]
+    (tg,) = res["targets"]
+    assert tg["pass"] == (tg["value"] >= 0.5) and ("PASS" in text or "MISS" in text)
+    assert res["peer"] is None and "paper preset, which was not measured" in text
+
+
+def test_compile_fields(tiny_run):
+    from hrm_jax.config import preset
+    t = preset("tiny").train
+    _, d = tiny_run
+    res = d["results"]["compile"]
+    rows = res["rows"]
+    assert [r["total_grad_steps"] for r in rows] == [40, 80]
+    assert [r["num_chunks"] for r in rows] == [-(-40 // t.eval_every), -(-80 // t.eval_every)]
+    assert all(r["eval_every"] == t.eval_every and r["compile_s"] > 0 for r in rows)
+    assert all(r["iters_per_chunk"] == t.eval_every // t.grad_steps_per_collect for r in rows)
+    # the chunk is the same program whatever the run length
+    assert rows[0]["hlo_sha256"] == rows[1]["hlo_sha256"] and all(r["same_program"] for r in rows)
+    (tg,) = res["targets"]
+    assert tg["same_program"] is True and tg["pass"] == (tg["value"] <= 60.0)
+
+
+def test_train_fields(tiny_run):
+    from hrm_jax.config import preset
+    t = preset("tiny").train
+    N, G = t.num_envs, t.grad_steps_per_collect
+    text, d = tiny_run
+    (c,) = d["results"]["train"]["cases"]
+    assert c["iterations"] == 2 and c["eval_envs"] == 4 and c["grad_steps_per_collect"] == G
+    _timing_ok(c["chunk"])
+    _timing_ok(c["evaluate"])
+    for piece in ("act", "env_step", "learn_minibatch"):
+        _timing_ok(c["pieces"][piece])
+    assert c["transitions_per_s"] == pytest.approx(N * 2 / c["train_s"])
+    assert c["grad_steps_per_s"] == pytest.approx(G * 2 / c["train_s"])
+    assert c["iteration_s"] == pytest.approx(c["train_s"] / 2)
+    assert sum(c["shares"].values()) == pytest.approx(1.0)
+    assert c["pieces"]["sum_vs_iteration"] == pytest.approx(c["pieces"]["sum_s"] / c["iteration_s"])
+    # the chunk really ran 2 iterations from the prefilled state
+    prefill = -(-max(t.batch_size, t.learning_starts) // N)
+    assert c["final_metrics"]["grad_steps"] == 2 * G and c["final_metrics"]["env_steps"] == N * (prefill + 2)
+    assert d["results"]["train"]["peer"] == [] and "Where an iteration's time goes" in text
+
+
+def test_seeds_fields(tiny_run):
+    _, d = tiny_run
+    res = d["results"]["seeds"]
+    rows = res["rows"]
+    assert [r["seeds"] for r in rows] == [1, 2]
+    for r in rows:
+        _timing_ok(r)
+        assert r["per_seed_s"] == pytest.approx(r["median_s"] / r["seeds"])
+    assert rows[0]["vs_one_seed"] == 1.0
+    (tg,) = res["targets"]
+    assert tg["pass"] is None and tg["value"] is None  # 8 seeds not measured
+
+
+def test_learn_fields(tiny_run):
+    text, d = tiny_run
+    (r,) = d["results"]["learn"]["runs"]
+    assert r["preset"] == "tiny" and r["threshold"] == 0.95 and r["compile_s"] > 0
+    assert len(r["curve"]) >= 1 and r["curve"][0]["grad_steps"] == r["eval_every"]
+    assert r["best_success"] == max(p["eval_success"] for p in r["curve"])
+    if r["reached"]:
+        assert r["curve"][-1]["eval_success"] >= 0.95 and r["grad_steps"] == r["curve"][-1]["grad_steps"]
+    else:
+        assert r["grad_steps"] is None and "not reached" in text
+
+
+def test_learn_stops_at_threshold(monkeypatch, capsys, tmp_path):
+    """The learn loop with a fake trainer whose success rises 0.2 per chunk: stops at the first chunk >= threshold."""
+    import types
+
+    import hrm_jax.train as T
+
+    def fake_make_train(cfg):
+        def init(key):
+            return {"g": jnp.int32(0)}
+
+        def chunk(s):
+            g = s["g"] + cfg.train.eval_every
+            k = g // cfg.train.eval_every
+            return {"g": g}, dict(grad_steps=g, env_steps=g * 3, eval_success=0.2 * k, eval_length=jnp.float32(5),
+                                  eval_optimal=jnp.float32(4), loss=jnp.float32(0.1), epsilon=jnp.float32(0.5))
+        return types.SimpleNamespace(init=init, chunk=chunk)
+
+    monkeypatch.setattr(T, "make_train", fake_make_train)
+    out_path = tmp_path / "learn.json"
+    assert bench.main(["learn", "--presets", "tiny", "--threshold", "0.5", "--eval-every", "10",
+                       "--json", str(out_path)]) == 0
+    (r,) = json.loads(out_path.read_text())["results"]["runs"]
+    assert r["reached"] and r["grad_steps"] == 30 and r["env_steps"] == 90 and len(r["curve"]) == 3
+    assert r["eval_every"] == 10 and "reached 60.0% >= 50%" in capsys.readouterr().out
+
+
+def test_parse_multi_and_all():
+    parser = bench.build_parser()
+    spaces = bench._parse_multi(parser, ["all"], ["--with-learn", "--repeats", "2", "--presets", "tiny"])
+    assert [s.subcommand for s in spaces] == [*bench.ALL_ORDER, "learn"]
+    assert all(s.repeats == 2 for s in spaces)
+    assert spaces[0].subcommand == "env" and not hasattr(spaces[0], "presets")
+    assert all(s.presets == ["tiny"] for s in spaces[1:])
+    spaces = bench._parse_multi(parser, ["train", "seeds"], ["--iterations", "3"])
+    assert [s.iterations for s in spaces] == [3, 3]
+    assert spaces[0].presets == ["cpu", "s1", "paper"] and spaces[1].presets == ["cpu"]  # each its own defaults
+    s1 = bench.bench_presets()["s1"]  # the authors' S1 (measurements.md), with their loop shape
+    assert (s1.model.hidden, s1.model.H_layers, s1.model.L_layers, s1.model.H_cycles, s1.model.L_cycles,
+            s1.model.segments_per_step) == (64, 1, 1, 1, 2, 2)
+    assert (s1.train.num_envs, s1.train.batch_size, s1.train.grad_steps_per_collect) == (64, 64, 8)
+
+
+@pytest.mark.parametrize("flags", [["model", "--presets", "nope"], ["train", "seeds", "--bogus", "1"],
+                                   ["model", "train", "--with-learn"], ["seeds", "--seed-counts", "0"],
+                                   ["learn", "--max-minutes", "0"], ["learn", "--threshold", "2", "--presets", "tiny"]])
+def test_bad_bench_flags_exit_2(flags):
+    out = subprocess.run([sys.executable, "-m", "experiments.bench", *flags], cwd=ROOT, env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, (out.stdout, out.stderr)
