@@ -31,9 +31,13 @@ class FourRoomsParams:
     p_change: float = 0.05
     closed_doors: int = struct.field(pytree_node=False, default=1)
     door_dynamics: str = struct.field(pytree_node=False, default="joint")
+    # (row, col) in map coordinates: a goal fixed for every episode (classic four-rooms, Sutton et
+    # al. 1999), the start still uniform over the other walkable cells; None = uniform (the paper).
+    goal: tuple | None = struct.field(pytree_node=False, default=None)
 
     def __post_init__(self):
         maze_env.check_count("closed_doors", self.closed_doors, len(FOUR_ROOMS.candidates), "four-rooms has 4 doorways")
+        maze_env.check_goal(self.goal, FOUR_ROOMS)
         maze_env.check_probability("p_change", self.p_change)
         maze_env.check_positive("max_steps_in_episode", self.max_steps_in_episode)
         maze_env.check_dynamics(self.door_dynamics)

@@ -58,6 +58,17 @@ class EnvState(environment.EnvState):
     closed_doors: jax.Array  # bool[n_cand]
 
 
+def check_goal(goal, maze) -> None:
+    """A fixed goal must be None or a walkable (row, col) of the map."""
+    if goal is None:
+        return
+    cells = {tuple(int(v) for v in c) for c in np.asarray(maze.floor)}
+    ok = isinstance(goal, tuple) and len(goal) == 2 and all(isinstance(v, int) for v in goal)
+    if not ok or goal not in cells:
+        raise ValueError(f"goal={goal!r} must be None or a walkable (row, col) cell of the {maze.shape[0]}x"
+                         f"{maze.shape[1]} map (row 1..{maze.shape[0] - 2}, col 1..{maze.shape[1] - 2}, not a wall)")
+
+
 def is_concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
@@ -263,6 +274,7 @@ class MazeEnv(environment.Environment):
         self._obs_is_cand = jnp.asarray(cand_of_obs >= 0)
         self.n_cand = len(m.candidates)
         self.n_floor = len(m.floor)
+        self._floor_index = {tuple(int(v) for v in c): i for i, c in enumerate(np.asarray(m.floor))}
         self.obs_len = len(obs_cells)
         if self.n_cand > 64:
             raise ValueError(f"{m.name}: {self.n_cand} door candidates; at most 64 fit the two-word bit sets")
@@ -432,8 +444,13 @@ class MazeEnv(environment.Environment):
     def _reset_state(self, key, params) -> EnvState:
         """`reset_env` without the observation."""
         bits = random_bits(key, 4)  # start, goal, fixed walls, doors
-        start_i = (bits[0] % self.n_floor).astype(jnp.int32)
-        goal_i = (start_i + 1 + (bits[1] % (self.n_floor - 1)).astype(jnp.int32)) % self.n_floor
+        fixed_goal = getattr(params, "goal", None)
+        if fixed_goal is None:
+            start_i = (bits[0] % self.n_floor).astype(jnp.int32)
+            goal_i = (start_i + 1 + (bits[1] % (self.n_floor - 1)).astype(jnp.int32)) % self.n_floor
+        else:  # the start uniform over the other walkable cells
+            goal_i = jnp.int32(self._floor_index[fixed_goal])
+            start_i = (goal_i + 1 + (bits[0] % (self.n_floor - 1)).astype(jnp.int32)) % self.n_floor
         start, goal = self._floor[start_i], self._floor[goal_i]
         fixed_lo, fixed_hi = self.place_fixed_walls_words(bits[2], start, goal, params)
         # door_allowed of the new state (door_cells = ~fixed, agent on start), on bit sets

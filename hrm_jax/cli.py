@@ -55,7 +55,8 @@ def _typed(kind):
 def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """Add one flag per config field (default: None = take the preset's value)."""
     parser.add_argument("--preset", default="cpu", choices=list(PRESETS),
-                        help="named configuration: cpu (default; minutes on a 2-core CPU), paper (the authors', GPU-sized), tiny (seconds; tests)")
+                        help="named configuration: cpu (default; minutes on a 2-core CPU), paper (the authors', GPU-sized), "
+                             "fixed_goal (cpu on single-goal four-rooms: learns in minutes), tiny (seconds; tests)")
     for section, cls in SECTIONS:
         group = parser.add_argument_group(f"{section} ({cls.__doc__.strip().splitlines()[0]})")
         for f in fields(cls):

@@ -33,12 +33,17 @@ def cli(*args, timeout=600):
     (["--closed-doors", "7"], "closed_doors=7 must be an integer in [0, 4]"),
     (["--env", "corridor_maze", "--fixed-walls", "45", "--closed-doors", "9"], "dynamic_doors=9"),
     (["--hidden", "30", "--heads", "4"], "hidden=30 must be divisible by heads=4"),
+    (["--goal-row", "11"], "give both (a fixed goal cell) or neither"),
+    (["--env", "corridor_maze", "--goal-row", "1", "--goal-col", "1"], "applies only to four_rooms"),
+    (["--goal-row", "6", "--goal-col", "6"], "goal=(6, 6) must be None or a walkable"),
 ])
-def test_bad_input_one_line_exit_2(args, needle):
+def test_bad_input_one_line_exit_2(args, needle, capsys):
     # parse + validate in-process (fast), then one real subprocess below for the exit status
     with pytest.raises(SystemExit) as exc:
         run_mod.resolve(TINY + args)
     assert exc.value.code == 2
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert needle in err[-1], err
 
 
 def test_bad_input_subprocess_message_and_nothing_written(tmp_path):

@@ -215,3 +215,28 @@ def test_reset_distribution_start_goal_distinct_and_uniform(env):
     # chi-square against uniform over 104 cells (df 103; 99.99th percentile ~ 170)
     expected = n / 104
     assert ((counts - expected) ** 2 / expected).sum() < 170
+
+
+def test_fixed_goal_start_uniform_over_the_other_cells(env):
+    env, _ = env
+    params = envs.make("four_rooms", goal=(11, 11))[1]
+    n = 20000
+    _, st = jax.jit(jax.vmap(env.reset, (0, None)))(jax.random.split(jax.random.key(6), n), params)
+    start, goal = np.asarray(st.start), np.asarray(st.goal)
+    assert (goal == [11, 11]).all()
+    assert not (start == goal).all(-1).any()
+    counts = np.bincount(start[:, 0] * 13 + start[:, 1], minlength=169)[FOUR_ROOMS.layout.reshape(-1) != "|"]
+    assert (counts > 0).sum() == 103             # every walkable cell but the goal
+    expected = n / 103
+    assert ((counts[counts > 0] - expected) ** 2 / expected).sum() < 170
+    # auto-reset after reaching the goal keeps it fixed
+    s = env.make_state(start=(11, 10), goal=(11, 11))
+    _, s2, r, term, _, _ = env.step(jax.random.key(0), s, E, params)
+    assert float(r) == 1.0 and bool(term) and tuple(np.asarray(s2.goal)) == (11, 11)
+    assert tuple(np.asarray(s2.agent)) != (11, 11)
+
+
+@pytest.mark.parametrize("goal", [(6, 6), (0, 3), (11, 12), (3,), "a"])
+def test_fixed_goal_must_be_walkable(goal):
+    with pytest.raises(ValueError, match="must be None or a walkable"):
+        envs.make("four_rooms", goal=goal)
