@@ -234,6 +234,12 @@ def test_fixed_goal_start_uniform_over_the_other_cells(env):
     _, s2, r, term, _, _ = env.step(jax.random.key(0), s, E, params)
     assert float(r) == 1.0 and bool(term) and tuple(np.asarray(s2.goal)) == (11, 11)
     assert tuple(np.asarray(s2.agent)) != (11, 11)
+    # the batched step (its own vmap rule: resets only the finished envs) keeps it too
+    batch = jax.tree.map(lambda *x: jnp.stack(x), *[s] * 8)
+    _, s3, r3, term3, _, _ = jax.vmap(env.step, (0, 0, 0, None))(
+        jax.random.split(jax.random.key(1), 8), batch, jnp.full(8, E), params)
+    assert bool(jnp.all(term3)) and (np.asarray(s3.goal) == [11, 11]).all()
+    assert len({tuple(a) for a in np.asarray(s3.start)}) > 1        # fresh uniform starts
 
 
 @pytest.mark.parametrize("goal", [(6, 6), (0, 3), (11, 12), (3,), "a"])
