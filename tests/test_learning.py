@@ -16,7 +16,7 @@ from envs.policies import jit_run_episodes, random_policy
 from hrm_jax.config import FIXED_GOAL, override, validate
 from hrm_jax.train import make_train
 
-GRAD_STEPS = 6000
+GRAD_STEPS = 7000
 
 
 def test_fixed_goal_preset_learns():
@@ -38,5 +38,6 @@ def test_fixed_goal_preset_learns():
     # untrained, the deterministic greedy policy gets stuck against walls: below random
     assert success[0] < random_success, success
     # trained: clearly above random. The best of the last three evaluations (256 episodes each, steps
-    # 5k-6k): DQN's greedy policy can dip for one evaluation (seen once at 5.5k: 0.64 -> 0.04 -> 0.47)
+    # 6k-7k): DQN's greedy policy can dip for one evaluation (seen here: 0.64 -> 0.04 -> 0.47 at 5-6k,
+    # then 0.88, 0.91, 0.29 at 6.5-7.5k)
     assert max(success[-3:]) >= max(2.5 * random_success, random_success + 0.25), (success, random_success)
