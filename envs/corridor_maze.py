@@ -41,8 +41,12 @@ class CorridorMazeParams:
     fixed_walls: int = struct.field(pytree_node=False, default=10)
     dynamic_doors: int = struct.field(pytree_node=False, default=5)
     door_dynamics: str = struct.field(pytree_node=False, default="joint")
+    # (row, col) in map coordinates: a goal fixed for every episode (walls, doors and the start
+    # stay random); None = uniform over the 30 open cells (the paper).
+    goal: tuple | None = struct.field(pytree_node=False, default=None)
 
     def __post_init__(self):
+        maze_env.check_goal(self.goal, CORRIDOR_MAZE)
         maze_env.check_count("fixed_walls", self.fixed_walls, N_CAND, f"the maze has {N_CAND} candidate cells")
         maze_env.check_count("dynamic_doors", self.dynamic_doors, N_CAND - self.fixed_walls,
                              f"{N_CAND} candidates minus fixed_walls={self.fixed_walls}")

@@ -792,9 +792,9 @@ def model_case(name: str, cfg, args, key) -> dict:
     z_s = jax.ShapeDtypeStruct((N, T + 1, m.hidden), jnp.float32)
     f_reason = jax.jit(lambda v, x, zh, zl: model.apply(v, x, Carry(zh, zl), method=HRM.reason))
     f_embed = jax.jit(lambda v, o: model.apply(v, o, method=HRM.embed))
-    f_q = jax.jit(lambda v, zh: model.apply(v, zh, method=HRM.q_values))
+    f_q = jax.jit(lambda v, zh, o: model.apply(v, zh, o, method=HRM.q_values))
     parts = [xla_flops(f_reason.lower(variables, x_s, z_s, z_s).compile()),
-             xla_flops(f_embed.lower(variables, obs).compile()), xla_flops(f_q.lower(variables, z_s).compile())]
+             xla_flops(f_embed.lower(variables, obs).compile()), xla_flops(f_q.lower(variables, z_s, obs).compile())]
     xla_act = None if None in parts else m.segments_per_step * parts[0] + parts[1] + parts[2]
 
     # -- one 1-step-gradient update: value_and_grad of the TD loss of one segment + the optimizer

@@ -21,13 +21,13 @@ def make_env(cfg: EnvConfig):
             raise ValueError(f"fixed_walls={cfg.fixed_walls} applies only to corridor_maze (four-rooms has none)")
         if cfg.closed_doors != -1:
             kw["closed_doors"] = cfg.closed_doors
-        if cfg.goal_row != -1:
-            kw["goal"] = (cfg.goal_row, cfg.goal_col)
     elif cfg.name == "corridor_maze":
         if cfg.fixed_walls != -1:
             kw["fixed_walls"] = cfg.fixed_walls
         if cfg.closed_doors != -1:
             kw["dynamic_doors"] = cfg.closed_doors
+    if cfg.goal_row != -1:
+        kw["goal"] = (cfg.goal_row, cfg.goal_col)
     return envs.make(cfg.name, **kw)
 
 

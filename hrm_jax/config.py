@@ -40,8 +40,9 @@ class ModelConfig:
     num_actions: int = _f(4, "Q outputs used (N, E, S, W)")
     z_carry: str = _f("last_token", "z between env steps: last_token (authors' code), full (per-token z, paper text), reset (always H_init/L_init)",
                       ("last_token", "full", "reset"))
-    q_head: str = _f("last_token_linear", "Q head: last_token_linear (authors': output layer on the last token's z_H) or mlp (2-layer on mean-pooled z_H)",
-                     ("last_token_linear", "mlp"))
+    q_head: str = _f("last_token_linear", "Q head: last_token_linear (authors': output layer on the last token's z_H), "
+                     "agent_token_linear (the same layer on the agent's ('@') token) or mlp (2-layer on mean-pooled z_H)",
+                     ("last_token_linear", "agent_token_linear", "mlp"))
     build_act_head: bool = _f(False, "build HRM's (unused) ACT halting head, 2 outputs with bias (+130 params at hidden 64)")
     dtype: str = _f("float32", "compute dtype (parameters stay float32): float32 (CPU) or bfloat16 (GPU)", ("float32", "bfloat16"))
 
@@ -66,8 +67,8 @@ class EnvConfig:
     closed_doors: int = _f(-1, "closed doors at a time (four-rooms; -1 = env default 1) / dynamic doors (maze; -1 = env default 5)")
     fixed_walls: int = _f(-1, "fixed walls placed at reset (corridor maze only; -1 = env default 10)")
     max_steps: int = _f(80, "truncation limit (blocked moves count)")
-    goal_row: int = _f(-1, "four-rooms only: fix the goal at this map row (with --goal-col; classic single-goal four-rooms); -1 = uniform random goal (paper)")
-    goal_col: int = _f(-1, "four-rooms only: fix the goal at this map column (with --goal-row); -1 = uniform random goal (paper)")
+    goal_row: int = _f(-1, "fix the goal at this map row (with --goal-col; e.g. classic single-goal four-rooms), start, doors and maze walls stay random; -1 = uniform random goal (paper)")
+    goal_col: int = _f(-1, "fix the goal at this map column (with --goal-row); -1 = uniform random goal (paper)")
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,6 @@ def validate(cfg: Config) -> Config:
     _check(e.closed_doors >= -1, f"closed_doors={e.closed_doors} must be >= 0 (or -1 for the env default)")
     _check((e.goal_row == -1) == (e.goal_col == -1),
            f"goal_row={e.goal_row}, goal_col={e.goal_col}: give both (a fixed goal cell) or neither (-1, a random goal)")
-    _check(e.goal_row == -1 or e.name == "four_rooms", f"a fixed goal (goal_row/goal_col) applies only to four_rooms, not {e.name}")
     _check(e.fixed_walls >= -1, f"fixed_walls={e.fixed_walls} must be >= 0 (or -1 for the env default)")
     return cfg
 

@@ -26,7 +26,7 @@ def block_flops(cfg: ModelConfig, seq_len: int, batch: int) -> int:
 
 def q_head_flops(cfg: ModelConfig, batch: int) -> int:
     D = cfg.hidden
-    if cfg.q_head == "last_token_linear":
+    if cfg.q_head in ("last_token_linear", "agent_token_linear"):
         return 2 * batch * D * cfg.vocab_size
     return 2 * batch * D * D + 2 * batch * D * cfg.num_actions
 

@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from envs.maps import AGENT
 from hrm_jax.config import ModelConfig
 from hrm_jax.layers import Linear, ReasoningModule, compute_dtype, lecun_normal, rotary_tables, trunc_normal
 
@@ -80,7 +81,7 @@ class HRM(nn.Module):
             self.embed_pos = LearnedPositions(D, name="embed_pos")
         self.L_level = ReasoningModule(cfg, cfg.L_layers, name="L_level")
         self.H_level = ReasoningModule(cfg, cfg.H_layers, name="H_level")
-        if cfg.q_head == "last_token_linear":
+        if cfg.q_head in ("last_token_linear", "agent_token_linear"):
             self.lm_head = Linear(cfg.vocab_size, dtype=jnp.float32, name="lm_head")
         else:
             self.q_mlp_1 = nn.Dense(D, kernel_init=lecun_normal(D), name="q_mlp_1")
@@ -114,12 +115,18 @@ class HRM(nn.Module):
     def init_vectors(self) -> tuple[jax.Array, jax.Array]:
         return self.H_init.value, self.L_init.value
 
-    def q_values(self, z_H: jax.Array) -> jax.Array:
-        """Q [B, num_actions] float32 from z_H [B, S, D]."""
+    def q_values(self, z_H: jax.Array, tokens: jax.Array) -> jax.Array:
+        """Q [B, num_actions] float32 from z_H [B, S, D] (tokens uint8 [B, S-1]: the observation,
+        used by the agent_token_linear head to find the agent's position)."""
         cfg = self.cfg
         z_H = z_H.astype(jnp.float32)
         if cfg.q_head == "last_token_linear":
             return self.lm_head(z_H[:, -1])[:, : cfg.num_actions]
+        if cfg.q_head == "agent_token_linear":
+            # The agent's cell (+1: the puzzle token is prepended); exactly one '@' per observation.
+            at = jnp.argmax(tokens == AGENT, axis=-1) + 1
+            z_agent = jnp.take_along_axis(z_H, at[:, None, None], axis=1)[:, 0]
+            return self.lm_head(z_agent)[:, : cfg.num_actions]
         h = jax.nn.relu(self.q_mlp_1(jnp.mean(z_H, axis=1)))
         return self.q_mlp_2(h)
 
@@ -151,7 +158,7 @@ class HRM(nn.Module):
 
     def segment_fn(self, tokens: jax.Array, carry: Carry) -> tuple[Carry, jax.Array]:
         new, z_H = self.reason(self.embed(tokens), carry)
-        return new, self.q_values(z_H)
+        return new, self.q_values(z_H, tokens)
 
     def __call__(self, tokens: jax.Array, carry: Carry | None = None) -> tuple[Carry, jax.Array]:
         """One segment from H_init/L_init (or `carry`): (detached new carry, q)."""
@@ -171,7 +178,7 @@ class HRM(nn.Module):
         hi, li = self.init_vectors()
         z = self.H_level(jnp.broadcast_to(hi, x.shape).astype(x.dtype),
                          self.L_level(jnp.broadcast_to(li, x.shape).astype(x.dtype), x, cos, sin), cos, sin)
-        q = self.q_values(z)
+        q = self.q_values(z, tokens)
         if cfg.build_act_head:
             q = q + 0.0 * jnp.sum(self.act_head(z[:, 0].astype(jnp.float32)))  # HRM: on the puzzle token
         return q
@@ -304,7 +311,7 @@ def run_segments(model: HRM, variables: dict, tokens: jax.Array, carry: Carry, n
             return new, out
 
         final, tr = jax.lax.scan(body, Carry(z_H, z_L), None, length=n)
-        q = model.apply(variables, final.z_H, method=HRM.q_values)
+        q = model.apply(variables, final.z_H, tok, method=HRM.q_values)
         if with_trace:
             tr = (jnp.swapaxes(tr[0], 0, 1), jnp.swapaxes(tr[1], 0, 1))  # batch first for _map_batch
         return final, q, tr

@@ -137,6 +137,29 @@ def test_other_heads_run(q_head, act):
     assert q.shape == (B, cfg.num_actions) and np.all(np.isfinite(q))
 
 
+def test_agent_token_head_reads_the_agent_cell():
+    """agent_token_linear: Q = lm_head(z_H at the '@' token), found per sequence in the observation
+    (+1 for the puzzle token); moving the '@' moves the read-out, and run_segments agrees."""
+    cfg = dataclasses.replace(TINY, q_head="agent_token_linear")
+    model = make_model(cfg)
+    v = init_variables(model, jax.random.key(0), T)
+    tok = np.array(_tokens(jax.random.key(1), B, T))
+    tok[tok == ord("@")] = ord(".")
+    where = np.array([0, 4, T - 1])
+    tok[np.arange(B), where] = ord("@")
+    tok = jnp.asarray(tok)
+    carry = seed_carry(model, v, None, B, T)
+    _, z_H = model.apply(v, model.apply(v, tok, method=HRM.embed), carry, method=HRM.reason)
+    kernel = v["params"]["lm_head"]["kernel"]
+    want = np.einsum("bd,da->ba", np.asarray(z_H)[np.arange(B), where + 1], np.asarray(kernel))[:, :cfg.num_actions]
+    _, q = SEG(model, v, tok, carry)
+    np.testing.assert_allclose(np.asarray(q), want, rtol=1e-5, atol=1e-5)
+    last = np.einsum("bd,da->ba", np.asarray(z_H)[:, -1], np.asarray(kernel))[:, :cfg.num_actions]
+    assert not np.allclose(want[:2], last[:2], atol=1e-3)  # rows 0, 1: the agent is not the last token
+    _, q_run, _ = RUN(model, v, tok, carry, 1)
+    np.testing.assert_allclose(np.asarray(q_run), want, rtol=1e-5, atol=1e-5)
+
+
 # -- the 1-step gradient --------------------------------------------------------------------------
 
 def test_no_grad_part_has_no_gradient(tiny):

@@ -34,7 +34,7 @@ def cli(*args, timeout=600):
     (["--env", "corridor_maze", "--fixed-walls", "45", "--closed-doors", "9"], "dynamic_doors=9"),
     (["--hidden", "30", "--heads", "4"], "hidden=30 must be divisible by heads=4"),
     (["--goal-row", "11"], "give both (a fixed goal cell) or neither"),
-    (["--env", "corridor_maze", "--goal-row", "1", "--goal-col", "1"], "applies only to four_rooms"),
+    (["--env", "corridor_maze", "--goal-row", "2", "--goal-col", "2"], "goal=(2, 2) must be None or a walkable"),
     (["--goal-row", "6", "--goal-col", "6"], "goal=(6, 6) must be None or a walkable"),
 ])
 def test_bad_input_one_line_exit_2(args, needle, capsys):

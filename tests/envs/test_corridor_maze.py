@@ -174,3 +174,24 @@ def test_jit_vmap_1024_envs_100_steps_invariants():
         b = np.asarray(blocked)
         T, B = ag.shape[:2]
         assert not b[np.arange(T)[:, None], np.arange(B)[None], ag[..., 0], ag[..., 1]].any()
+
+
+def test_fixed_goal_keeps_walls_random_and_reachable():
+    """goal=(9, 11): every reset puts the goal there; the start covers the other walkable cells;
+    fixed walls are still drawn per episode and never cut the start off the goal."""
+    env, params = envs.make("corridor_maze", goal=(9, 11))
+    n = 4000
+    _, st = jax.jit(jax.vmap(env.reset, (0, None)))(jax.random.split(jax.random.key(12), n), params)
+    start, goal, fixed = np.asarray(st.start), np.asarray(st.goal), np.asarray(st.fixed_walls)
+    assert (goal == [9, 11]).all() and not (start == goal).all(-1).any()
+    walkable = CORRIDOR_MAZE.layout.reshape(-1) != "|"
+    assert (np.bincount(start[:, 0] * 13 + start[:, 1], minlength=143)[walkable] > 0).sum() == walkable.sum() - 1
+    assert len({tuple(f) for f in fixed[:100].astype(int)}) == 100   # layouts still differ
+    cands = CORRIDOR_MAZE.candidates
+    for i in range(200):
+        blocked = CORRIDOR_MAZE.wall.copy()
+        for (r, c) in cands[fixed[i]]:
+            blocked[r, c] = True
+        assert py_reachable(blocked, start[i], goal[i])
+    with pytest.raises(ValueError, match="walkable"):
+        envs.make("corridor_maze", goal=(2, 2))  # a pillar
