@@ -13,7 +13,9 @@ after the other. Then the sweep directory gets:
 * comparison.md / comparison.json: per seed and condition, the gradient steps, env steps and wall
   time at which greedy success first reached 90 / 95 / 99 % (first evaluation point at or above
   the threshold; "not reached" otherwise), and for how many seed indices carry-Z reached 95%
-  before reset-Z (the paper: 4 of 5 in the maze).
+  before reset-Z (the paper: 4 of 5 in the maze); per seed, the mean greedy success over all
+  evaluation points (the area under the success curve) and in how many pairs carry-Z's is higher
+  (this ranks runs that never reach 95%).
 
 Wall time is the condition's program's wall time (all its seeds train together, so every seed of
 a condition shares it; the first evaluation point includes compilation).
@@ -75,6 +77,25 @@ def carry_before_reset(carry: dict[int, dict], reset: dict[int, dict], threshold
                 neither=sum(p["verdict"] == "neither reached" for p in pairs), pairs=len(pairs), per_seed=pairs)
 
 
+def mean_success_by_seed(rows: list[dict], key: str = "eval_success") -> dict[int, float]:
+    """{seed: mean greedy success over all its evaluation points} -- the normalised area under
+    the success curve (points are equally spaced). Unlike the threshold crossings it ranks runs
+    that never reach 95%, and a single-evaluation dip moves it by 1/points only."""
+    seeds = sorted({r["seed"] for r in rows})
+    return {s: sum(r[key] for r in rows if r["seed"] == s) / sum(1 for r in rows if r["seed"] == s) for s in seeds}
+
+
+def carry_above_reset(carry: dict[int, float], reset: dict[int, float]) -> dict:
+    """Pair seeds by index: in how many pairs carry-Z's mean success (area under the curve) is
+    higher than reset-Z's."""
+    pairs = [dict(seed=s, carry=carry[s], reset=reset[s],
+                  verdict="carry higher" if carry[s] > reset[s] else "reset higher" if reset[s] > carry[s] else "tie")
+             for s in sorted(set(carry) & set(reset))]
+    return dict(carry_higher=sum(p["verdict"] == "carry higher" for p in pairs),
+                reset_higher=sum(p["verdict"] == "reset higher" for p in pairs),
+                ties=sum(p["verdict"] == "tie" for p in pairs), pairs=len(pairs), per_seed=pairs)
+
+
 def band(rows: list[dict], key: str):
     """(x, mean, min, max) over seeds at every evaluation point (gradient steps)."""
     xs = sorted({r["grad_steps"] for r in rows})
@@ -109,6 +130,8 @@ def compare(sweep_dir: str, conditions: list[str], title: str = "") -> dict:
     opt_all = [r["eval_optimal"] for c in conditions for r in rows[c]]
     optimal = sum(opt_all) / max(len(opt_all), 1)
     pairs = {c: carry_before_reset(cross[c], cross["reset"]) for c in conditions if c != "reset" and "reset" in cross}
+    auc = {c: mean_success_by_seed(rows[c]) for c in conditions}
+    auc_pairs = {c: carry_above_reset(auc[c], auc["reset"]) for c in conditions if c != "reset" and "reset" in auc}
     final = {}
     for c in conditions:
         last = max(r["grad_steps"] for r in rows[c])
@@ -120,8 +143,10 @@ def compare(sweep_dir: str, conditions: list[str], title: str = "") -> dict:
         bfs_optimal_mean_length=round(optimal, 4),
         conditions={c: dict(label=condition_label(c), run_dir=os.path.join(sweep_dir, c),
                             seeds=len(cross[c]), crossings={str(s): v for s, v in cross[c].items()},
+                            mean_success={str(s): v for s, v in auc[c].items()},
                             final=final[c]) for c in conditions},
         carry_before_reset=pairs,
+        carry_above_reset_mean_success=auc_pairs,
         paper="carry Z reached high success faster than reset Z in 4 of 5 maze runs",
     )
     with open(os.path.join(sweep_dir, "comparison.json"), "w") as fh:
@@ -150,6 +175,16 @@ def comparison_markdown(res: dict) -> str:
         f = d["final"]
         out.append(f"| {d['label']} | {f['grad_steps']:,} | {', '.join(f'{v:.3f}' for v in f['success'])} | "
                    f"{', '.join(f'{v:.2f}' for v in f['mean_length'])} |")
+    out.append("")
+    out += ["## Mean greedy success over all evaluation points (area under the success curve)", "",
+            "| condition | per seed | mean |", "|---|---|---:|"]
+    for c, d in res["conditions"].items():
+        v = list(d["mean_success"].values())
+        out.append(f"| {d['label']} | {', '.join(f'{x:.3f}' for x in v)} | {sum(v) / len(v):.3f} |")
+    out.append("")
+    for c, p in res["carry_above_reset_mean_success"].items():
+        out.append(f"{res['conditions'][c]['label']}: higher mean success than reset Z in **{p['carry_higher']} of "
+                   f"{p['pairs']}** seed pairs (lower in {p['reset_higher']}, ties {p['ties']}).")
     out.append("")
     for th in res["thresholds"]:
         key = f"{th:.2f}"
@@ -296,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     for c, p in res["carry_before_reset"].items():
         print(f"{condition_label(c)} reached 95% before Reset Z in {p['carry_first']} of {p['pairs']} seed pairs "
               f"(paper: 4 of 5 in the maze)")
+    for c, p in res["carry_above_reset_mean_success"].items():
+        print(f"{condition_label(c)} had a higher mean success (area under the curve) than Reset Z in "
+              f"{p['carry_higher']} of {p['pairs']} seed pairs")
     return 0
 
 

@@ -105,6 +105,15 @@ def test_threshold_crossing_on_synthetic_curves():
     assert (res["carry_first"], res["ties"], res["neither"], res["pairs"]) == (1, 1, 1, 3)
 
 
+def test_mean_success_pairs_on_synthetic_curves():
+    carry = sweep.mean_success_by_seed(rows_for(0, [0.2, 0.4, 0.6]) + rows_for(1, [0.1, 0.1]) + rows_for(2, [0.5]))
+    reset = sweep.mean_success_by_seed(rows_for(0, [0.0, 0.3, 0.9]) + rows_for(1, [0.0, 0.4]) + rows_for(2, [0.5]))
+    assert carry == pytest.approx({0: 0.4, 1: 0.1, 2: 0.5}) and reset == pytest.approx({0: 0.4, 1: 0.2, 2: 0.5})
+    res = sweep.carry_above_reset({0: 0.45, 1: 0.1, 2: 0.5}, reset)
+    assert [p["verdict"] for p in res["per_seed"]] == ["carry higher", "reset higher", "tie"]
+    assert (res["carry_higher"], res["reset_higher"], res["ties"], res["pairs"]) == (1, 1, 1, 3)
+
+
 def test_compare_writes_table_and_figure(tmp_path):
     for c, rows in (("last_token", rows_for(0, [0.5, 0.96]) + rows_for(1, [0.5, 0.7])),
                     ("reset", rows_for(0, [0.5, 0.97]) + rows_for(1, [0.96, 0.99]))):
@@ -117,6 +126,7 @@ def test_compare_writes_table_and_figure(tmp_path):
     assert res["carry_before_reset"]["last_token"]["ties"] == 1
     md = (tmp_path / "comparison.md").read_text()
     assert "not reached" in md and "| Carry Z (last_token) | 0 | 200 | 2,000 | 3.0 |" in md
+    assert "| Carry Z (last_token) | 0.730, 0.600 | 0.665 |" in md and "in **0 of 2** seed pairs" in md
     assert (tmp_path / "comparison.png").stat().st_size > 0
     assert json.loads((tmp_path / "comparison.json").read_text())["conditions"]["reset"]["seeds"] == 2
 
