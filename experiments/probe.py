@@ -27,8 +27,6 @@ import json
 import sys
 import time
 
-from hrm_jax.cli import config_from_args
-
 PROG = "python -m experiments.probe"
 
 
