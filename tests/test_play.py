@@ -217,7 +217,9 @@ def test_interactive_restores_the_terminal_on_interrupt():
         assert term.read_until(lambda b: b"arrows/WASD move" in b, 180), term.buf[-2000:]
         assert not term.modes_restored()  # raw mode while playing
         term.proc.send_signal(signal.SIGINT)
-        assert term.proc.wait(timeout=60) == 130
+        # keep draining the terminal while waiting: a child blocked writing to a full pty never exits
+        term.read_until(lambda b: term.proc.poll() is not None, 60)
+        assert term.proc.poll() == 130, (term.proc.poll(), term.buf[-2000:])
         assert term.modes_restored()
     finally:
         term.close()

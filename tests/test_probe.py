@@ -10,6 +10,7 @@ import pytest
 
 import envs
 from experiments import probe
+from hrm_jax.cli import config_from_args
 
 N, E, S, W = 0, 1, 2, 3
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -56,7 +57,7 @@ def test_probe_learns_positions(tmp_path):
 
 def test_probe_q_target_rows_and_bad_input(tmp_path, capsys):
     init, update, evaluate = probe.make_probe(
-        probe.config_from_args(probe.build_parser().parse_args(["--preset", "tiny"])), "q")
+        config_from_args(probe.build_parser().parse_args(["--preset", "tiny"])), "q")
     params, consts, opt = init(jax.random.key(0))
     params, opt, loss, var, acc = update(params, consts, opt, jax.random.key(1))
     assert np.isfinite(float(loss)) and 0.0 <= float(acc) <= 1.0 and float(var) > 0
