@@ -2,6 +2,7 @@
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -147,8 +148,12 @@ class Pty:
         import termios
         self.master, self.slave = pty.openpty()  # the slave stays open here to read its modes back
         self.modes = termios.tcgetattr(self.slave)
+        # SIGINT back to default in the child, as for a foreground terminal program: a suite started
+        # as a background job of a non-interactive shell inherits SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler (the Ctrl-C test would wait forever).
         self.proc = subprocess.Popen(args, stdin=self.slave, stdout=self.slave, stderr=self.slave, cwd=ROOT,
-                                     env=_env(), close_fds=True)
+                                     env=_env(), close_fds=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.buf = b""
 
     def modes_restored(self):
