@@ -42,7 +42,7 @@ class CorridorMazeParams:
     dynamic_doors: int = struct.field(pytree_node=False, default=5)
     door_dynamics: str = struct.field(pytree_node=False, default="joint")
     # (row, col) in map coordinates: a goal fixed for every episode (walls, doors and the start
-    # stay random); None = uniform over the 30 open cells (the paper).
+    # stay random); None = uniform over all walkable cells, door candidates included (the paper).
     goal: tuple | None = struct.field(pytree_node=False, default=None)
 
     def __post_init__(self):
