@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default=None, help="run directory (default: runs/<env>-<z_carry>-<preset>-s<seed>)")
     p.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the run in DIR from its last checkpoint (its config.json is used; other config flags must not contradict it)")
+                   help="continue the run in DIR from its last checkpoint (its config.json is used; other config flags must not contradict it, except a larger --total-grad-steps, which trains it longer)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved config, parameter count and FLOPs of one acting / gradient step, then exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
@@ -71,10 +71,13 @@ def resolve(argv: list[str] | None = None):
         given = {k: v for k, v in vars(args).items() if "__" in k and v is not None}
         for k, v in given.items():
             section, name = k.split("__", 1)
-            if getattr(getattr(saved, section), name) != v:
+            if name != "total_grad_steps" and getattr(getattr(saved, section), name) != v:
                 fail(f"--resume {args.resume}: {name}={v!r} contradicts the run's config ({name}="
                      f"{getattr(getattr(saved, section), name)!r})", PROG)
-        cfg = saved
+        try:
+            cfg = extended(saved, given.get("train__total_grad_steps", saved.train.total_grad_steps))
+        except ConfigError as exc:
+            fail(f"--resume {args.resume}: {exc}", PROG)
     from hrm_jax import sharding
     if args.distributed:  # must come before anything touches JAX (make_env below builds arrays)
         sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
@@ -100,6 +103,20 @@ def resolve(argv: list[str] | None = None):
     elif args.resume and not args.dry_run:
         check_writable(out, "--resume", PROG)
     return args, cfg, out
+
+
+def extended(saved, total_grad_steps: int):
+    """The config a resumed run continues with: its saved one, with `total_grad_steps` raised when
+    asked (train longer). Nothing in training depends on the total except how many chunks run
+    (epsilon decay and the learning-rate warm-up count gradient steps, and every chunk is the same
+    program), so an extended run equals one started with the larger total. Lowering it is refused:
+    the steps are done and their checkpoints and metrics would no longer match the config."""
+    from hrm_jax.config import ConfigError
+
+    if total_grad_steps < saved.train.total_grad_steps:
+        raise ConfigError(f"total_grad_steps={total_grad_steps} is below the run's {saved.train.total_grad_steps}; "
+                          "a resumed run can only be extended")
+    return dataclasses.replace(saved, train=dataclasses.replace(saved.train, total_grad_steps=total_grad_steps))
 
 
 def check_writable(out: str, flag: str, prog: str) -> None:
@@ -311,6 +328,15 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
             print(f"resumed {out} at gradient step {step}", file=sys.stderr)
     if state is None:
         state = strong_types(init(keys))
+    if resume and sharding.is_main():  # an extended run (`extended`) records its new total
+        try:
+            with open(os.path.join(out, "config.json")) as fh:
+                changed = json.load(fh) != cfg.to_dict()
+            if changed:
+                _write_atomic(os.path.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2))
+        except (OSError, ValueError) as exc:
+            print(f"{PROG}: error: cannot update {out}/config.json ({exc})", file=sys.stderr)
+            return 2
     log = RunLog(out, t.seeds, truncate_after=step if resume else None, write=sharding.is_main())
     done_chunks = step // t.eval_every
     chunks_per_ckpt = max(1, t.checkpoint_every // t.eval_every)

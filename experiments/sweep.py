@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="sweep directory (default: runs/sweep-<env>-<preset>); "
                    "one run directory per condition inside it")
     p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted sweep in --out: finished conditions are kept, unfinished ones resume from their checkpoint")
+                   help="continue an interrupted sweep in --out: finished conditions are kept, unfinished ones resume from their checkpoint; with a larger --total-grad-steps every condition trains on to it")
     p.add_argument("--compare-only", action="store_true", help="do not train: redo the comparison from the run directories in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_flags(p, skip=("z_carry",))
@@ -301,9 +301,9 @@ def _finished(run_dir: str, cfg) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args, cfgs, out = resolve(argv)
-    from experiments.run import cap_full_z_capacity, train_run
+    from experiments.run import cap_full_z_capacity, extended, train_run
     from hrm_jax.cli import fail
-    from hrm_jax.config import Config
+    from hrm_jax.config import Config, ConfigError
 
     if not args.compare_only:
         os.makedirs(out, exist_ok=True)
@@ -314,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
             if resume:
                 with open(os.path.join(run_dir, "config.json")) as fh:
                     saved = Config.from_dict(json.load(fh))
+                try:  # a larger --total-grad-steps extends the run (experiments.run.extended)
+                    saved = extended(saved, cfg.train.total_grad_steps)
+                except ConfigError as exc:
+                    fail(f"--resume: {run_dir}: {exc}", PROG)
                 if saved != cfg:
                     diff = [f"{s}.{k}" for s in ("env", "model", "train") for k, v in getattr(cfg, s).__dict__.items()
                             if getattr(getattr(saved, s), k) != v]

@@ -146,6 +146,35 @@ def tiny_sweep(tmp_path_factory):
     return out
 
 
+def test_sweep_resume_with_larger_total_extends_every_condition(tiny_sweep, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "s"
+    shutil.copytree(tiny_sweep, out)
+    common = ["--preset", "tiny", "--z-carry", "last_token", "reset", "--seeds", "1", "--out", str(out),
+              "--no-progress", "--resume"]
+    before = {c: (out / c / "metrics.jsonl").read_text() for c in ("last_token", "reset")}
+    # lowering the total is refused, the sweep left as it was
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(common + ["--total-grad-steps", "10"])
+    assert exc.value.code == 2
+    assert "total_grad_steps=10 is below the run's 20; a resumed run can only be extended" in capsys.readouterr().err
+    assert {c: (out / c / "metrics.jsonl").read_text() for c in before} == before
+    # the same total: both conditions are finished and kept
+    assert sweep.main(common + ["--total-grad-steps", "20"]) == 0
+    assert capsys.readouterr().err.count("is finished, kept") == 2
+    # a larger total: each condition continues from its checkpoint; its first 20 steps are unchanged
+    assert sweep.main(common + ["--total-grad-steps", "40"]) == 0
+    for c in before:
+        lines = (out / c / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(l)["grad_steps"] for l in lines] == [20, 40]
+        assert lines[0] + "\n" == before[c]
+        assert json.loads((out / c / "config.json").read_text())["train"]["total_grad_steps"] == 40
+        assert json.loads((out / c / "summary.json").read_text())["seeds"][0]["grad_steps"] == 40
+    comp = json.loads((out / "comparison.json").read_text())  # rewritten from the extended runs
+    assert all(comp["conditions"][c]["final"]["grad_steps"] == 40 for c in before), comp["conditions"]
+
+
 def test_tiny_sweep_and_analyze_end_to_end(tiny_sweep, tmp_path):
     from experiments import analyze
 

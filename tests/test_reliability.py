@@ -187,6 +187,17 @@ def _scenario_bad_newest(tmp: Path, env: dict, ref: Path) -> dict:
     return dict(resume=run_cli(["--resume", str(out), "--no-progress"], env), out=out)
 
 
+def _scenario_extend(tmp: Path, env: dict) -> dict:
+    """Train 40 steps, then `--resume --total-grad-steps 60`: train longer."""
+    out = tmp / "extend"
+    args = list(CFG)
+    args[args.index("--total-grad-steps") + 1] = "40"
+    first = run_cli(args + ["--out", str(out)], env)
+    snap = dict(config=json.loads((out / "config.json").read_text()), metrics=rows(out / "metrics.jsonl"))
+    resume = run_cli(["--resume", str(out), "--no-progress", "--total-grad-steps", "60"], env)
+    return dict(first=first, snap=snap, resume=resume, out=out)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reliability")
@@ -204,6 +215,7 @@ def runs(tmp_path_factory):
             "kill_while_saving": pool.submit(_scenario_kill, tmp, env, "k_saving", _kill_while_orbax_writes),
             "nan": pool.submit(_scenario_nan, tmp, env),
             "bad_newest": pool.submit(_scenario_bad_newest, tmp, env, tmp / "A"),
+            "extend": pool.submit(_scenario_extend, tmp, env),
         }
         res = {}
         for k, f in jobs.items():
@@ -287,6 +299,31 @@ def test_half_written_or_corrupted_newest_checkpoint_falls_back(runs):
     names = listing(r["out"] / "checkpoints")
     assert "60" in names and "60.corrupt" in names and "80" not in names
     assert not [n for n in names if TMP_SUFFIX in n]
+
+
+def test_resume_with_larger_total_trains_on_and_equals_a_longer_run(runs):
+    r = get(runs, "extend")
+    assert r["first"].returncode == 0, r["first"].stderr[-3000:]
+    assert [m["grad_steps"] for m in r["snap"]["metrics"]] == [20, 40] and r["snap"]["config"]["train"]["total_grad_steps"] == 40
+    res = r["resume"]
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resumed" in res.stderr and "at gradient step 40" in res.stderr
+    # the same as run A, trained for 60 steps from the start (metrics, parameters)
+    assert_equals_uninterrupted(runs, r["out"])
+    cfg = json.loads((r["out"] / "config.json").read_text())
+    assert cfg["train"]["total_grad_steps"] == 60
+    cfg["train"]["total_grad_steps"] = 40
+    assert cfg == r["snap"]["config"]  # nothing else changed
+
+
+def test_resume_with_smaller_total_one_line_exit_2_untouched(runs, tmp_path, capsys):
+    d = tmp_path / "shrink"
+    shutil.copytree(runs["A"][0], d)
+    before = tree_digest(d)
+    status, err = call_main(["--resume", str(d), "--no-progress", "--total-grad-steps", "40"], capsys)
+    assert status == 2
+    assert "total_grad_steps=40 is below the run's 60; a resumed run can only be extended" in one_error_line(err)
+    assert tree_digest(d) == before
 
 
 def test_torn_metrics_line_is_dropped_on_resume(tmp_path):
