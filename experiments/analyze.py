@@ -48,6 +48,10 @@ def build_parser():
     p.add_argument("--eval-seed", type=int, default=12345, help="seed of the evaluation environments (shared by all runs)")
     p.add_argument("--batch", type=int, default=256, help="environments per rollout program (bounds memory: the trace "
                    "is 2 x max_steps x segments x batch x hidden floats)")
+    p.add_argument("--segments", type=int, default=None,
+                   help="segments per environment step in the rollouts (default: each run's segments_per_step). More than "
+                   "the run was trained with gives longer convergence curves (HRM run deeper at inference); the action "
+                   "is then taken after the last of them, so success may differ from training")
     p.add_argument("--bootstrap", type=int, default=200, help="episode-bootstrap resamples behind each verdict (0: point estimates only)")
     p.add_argument("--out", default=None, help="output directory (default: <common parent of the runs>/analysis)")
     return p
@@ -55,7 +59,8 @@ def build_parser():
 
 # ---- rollouts -----------------------------------------------------------------------------------
 
-def rollout_records(tr, params, constants, env_params, z_mode: str, n_envs: int, batch: int, eval_seed: int) -> dict:
+def rollout_records(tr, params, constants, env_params, z_mode: str, n_envs: int, batch: int, eval_seed: int,
+                    segments: int) -> dict:
     """Greedy rollouts with the trace, reduced on device to per-sample curves and step flags.
 
     Returns numpy arrays: conv_z_H/conv_z_L f32[T, N, S-1], div_z_H/div_z_L f32[T, N, S-1],
@@ -69,7 +74,7 @@ def rollout_records(tr, params, constants, env_params, z_mode: str, n_envs: int,
 
     def one(p, c, key):
         ev = agent.greedy_rollout(tr.model, {"params": p, "constants": c}, tr.env, env_params, key, batch,
-                                  cfg.model.segments_per_step, z_mode, cfg.env.max_steps, with_trace=True)
+                                  segments, z_mode, cfg.env.max_steps, with_trace=True)
         recs = ev["records"]
         out = analysis.convergence_and_divergence(recs["trace"])
         out["changed"] = analysis.changed_steps(tr.env, recs["state"])
@@ -331,12 +336,17 @@ def report_markdown(meta: dict, evals: list[dict], claims: list[dict], figures: 
            "of the environments (episodes are resampled, not steps: the steps of one episode are not independent; with 0 "
            "resamples the point estimate decides). Each comparison lists the point estimate (plain median over steps), whether "
            "it holds there, and the fraction of resamples where it holds. Pooled over the runs of each variant.", ""]
+    if any(e["segments"] != e["trained_segments"] for e in evals):
+        out += ["Segments per step at evaluation differ from training (`--segments`): the model is run for more (or "
+                "fewer) recurrent segments than it was trained with and acts after the last; curve points beyond the "
+                "trained count show where z goes when the recurrence runs on, off the training distribution.", ""]
     out += ["## Evaluations", "",
-            "| evaluation | run | z_carry (trained) | z at eval | checkpoint step | segments | success | mean length | BFS optimum |",
+            "| evaluation | run | z_carry (trained) | z at eval | checkpoint step | segments (trained) | success | mean length | BFS optimum |",
             "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for e in evals:
         s = e["summary"]
-        out.append(f"| {e['label']} | `{e['run_dir']}` | {e['z_carry']} | {e['z_mode']} | {e['step']:,} | {e['segments']} | "
+        out.append(f"| {e['label']} | `{e['run_dir']}` | {e['z_carry']} | {e['z_mode']} | {e['step']:,} | "
+                   f"{e['segments']} ({e['trained_segments']}) | "
                    f"{s['success']:.3f} | {s['mean_length']:.2f} | {s['bfs_optimal']:.2f} |")
     out += ["", "## Sample counts (environment steps)", "",
             "| evaluation | changed | unchanged | excluded: first step | excluded: after termination | total |",
@@ -394,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--bootstrap={args.bootstrap} must be >= 0", PROG)
     if args.batch < 1:
         fail(f"--batch={args.batch} must be >= 1", PROG)
+    if args.segments is not None and args.segments < 2:
+        fail(f"--segments={args.segments} must be >= 2 (curves compare z after each segment with the last)", PROG)
     if not 0.0 <= args.p_change <= 1.0:
         fail(f"--p-change={args.p_change} must be in [0, 1]", PROG)
     for d in args.run_dirs:
@@ -423,8 +435,10 @@ def main(argv: list[str] | None = None) -> int:
             fail(f"{d}: {exc}", PROG)
         if not 0 <= args.seed_index < cfg.train.seeds:
             fail(f"--seed-index={args.seed_index}: {d} has {cfg.train.seeds} seed(s)", PROG)
-        if cfg.model.segments_per_step < 2:
-            fail(f"{d}: segments_per_step={cfg.model.segments_per_step}; the analysis needs at least 2 segments", PROG)
+        segments = args.segments or cfg.model.segments_per_step
+        if segments < 2:
+            fail(f"{d}: segments_per_step={cfg.model.segments_per_step}; the analysis needs at least 2 segments "
+                 "(give --segments)", PROG)
         env_names.add(cfg.env.name)
         params = jax.tree.map(lambda x: x[args.seed_index], state.params)
         constants = jax.tree.map(lambda x: x[args.seed_index], state.constants)
@@ -436,15 +450,17 @@ def main(argv: list[str] | None = None) -> int:
         if carry:
             modes.append(("reset", "intervention", f"{variant}{tag} evaluated with reset z"))
         for z_mode, kind, label in modes:
-            print(f"{label}: {d} step {step}, z {z_mode}, {args.envs} envs ...", file=sys.stderr)
-            rec = rollout_records(tr, params, constants, env_params, z_mode, args.envs, args.batch, args.eval_seed)
+            print(f"{label}: {d} step {step}, z {z_mode}, {segments} segments, {args.envs} envs ...", file=sys.stderr)
+            rec = rollout_records(tr, params, constants, env_params, z_mode, args.envs, args.batch, args.eval_seed,
+                                  segments)
             summary = summarize(rec)
             c = summary["counts"]
             print(f"  success {summary['success']:.3f}, mean length {summary['mean_length']:.2f}; "
                   f"steps changed {c['changed']}, unchanged {c['unchanged']}", file=sys.stderr)
             i = len(evals)
             evals.append(dict(label=label, run_dir=d, z_carry=cfg.model.z_carry, z_mode=z_mode, z_mode_kind=kind,
-                              variant="carry" if carry else "reset", step=int(step), segments=cfg.model.segments_per_step,
+                              variant="carry" if carry else "reset", step=int(step), segments=segments,
+                              trained_segments=cfg.model.segments_per_step,
                               env=cfg.env.name, summary=summary))
             recs[i] = rec
     if len(env_names) > 1:
@@ -475,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         carry_r, reset_r, inter_r = carry_r[:1], reset_r[:1], inter_r[:1]
     claims = judge_claims(carry_r, reset_r, inter_r, sorted(env_names)[0], n_boot=args.bootstrap)
-    meta = dict(command=" ".join([PROG] + (argv if argv is not None else sys.argv[1:])), envs=args.envs,
+    meta = dict(command=" ".join([PROG] + (argv if argv is not None else sys.argv[1:])), envs=args.envs, segments=args.segments,
                 p_change=args.p_change, seed_index=args.seed_index, eval_seed=args.eval_seed, bootstrap=args.bootstrap, out=out)
     with open(os.path.join(out, "report.md"), "w") as fh:
         fh.write(report_markdown(meta, evals, claims, figures))

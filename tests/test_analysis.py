@@ -205,3 +205,24 @@ def test_tiny_sweep_and_analyze_end_to_end(tiny_sweep, tmp_path):
     md = (out / "report.md").read_text()
     assert "![convergence](convergence.png)" in md and "Verdict" in md
     assert f"| Carry Z | {evals[0]['summary']['counts']['changed']:,} |" in md
+
+
+def test_analyze_with_more_segments_than_trained(tiny_sweep, tmp_path, capsys):
+    """--segments runs the recurrence deeper than the run was trained (2 segments here): every
+    curve gets one point per extra segment and the report says the evaluation differs from training."""
+    from experiments import analyze
+
+    with pytest.raises(SystemExit) as exc:
+        analyze.main([str(tiny_sweep / "last_token"), "--segments", "1"])
+    assert exc.value.code == 2 and "--segments=1 must be >= 2" in capsys.readouterr().err
+    out = tmp_path / "deep"
+    assert analyze.main([str(tiny_sweep / "last_token"), str(tiny_sweep / "reset"), "--segments", "4", "--envs", "8",
+                         "--bootstrap", "0", "--out", str(out)]) == 0
+    res = json.loads((out / "analysis.json").read_text())
+    assert res["meta"]["segments"] == 4
+    for e in res["evaluations"]:
+        assert (e["segments"], e["trained_segments"]) == (4, 2)
+        for key, curve in e["summary"]["medians"].items():
+            assert len(curve) == 3, key  # k = 1..3 against z_4 (conv) / k = 2..4 against z_1 (div)
+    md = (out / "report.md").read_text()
+    assert "differ from training" in md and "| 4 (2) |" in md and "k=3" in md
