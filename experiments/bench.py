@@ -768,8 +768,8 @@ def model_case(name: str, cfg, args, key) -> dict:
     from hrm_jax.train import make_optimizer, td_loss
 
     m, t = cfg.model, cfg.train
-    model = make_model(m)
     env, env_params = agent.make_env(cfg.env)
+    model = make_model(m, env.maze.obs_shape[1])
     T = env.obs_len
     N, B = t.num_envs, t.batch_size
     k_init, k_obs, k_obs_b, k_act, k_y = jax.random.split(key, 5)

@@ -67,8 +67,8 @@ def make_probe(cfg, target: str):
     from hrm_jax.train import make_optimizer
 
     m, t = cfg.model, cfg.train
-    model = make_model(m)
     env, env_params = agent.make_env(cfg.env)
+    model = make_model(m, env.maze.obs_shape[1])
     T, B = env.obs_len, t.batch_size
     tx = make_optimizer(cfg)
 

@@ -33,8 +33,9 @@ class ModelConfig:
     L_cycles: int = _f(2, "L updates per H update (HRM's inner loop)")
     segments_per_step: int = _f(8, "segments run per environment step when acting (paper: halt_max_steps=8)")
     rope_theta: float = _f(10000.0, "rotary position embedding base")
-    pos_encoding: str = _f("rope", "positions: rope (authors'), learned (HRM's alternative: a learned absolute embedding added to the input, no rotary) or rope+learned (both)",
-                           ("rope", "learned", "rope+learned"))
+    pos_encoding: str = _f("rope", "positions: rope (authors'), learned (HRM's alternative: a learned absolute embedding added to the input, no rotary), "
+                           "rope+learned (both), learned2d (not HRM's: a learned row plus a learned column embedding per grid cell) or rope+learned2d",
+                           ("rope", "learned", "rope+learned", "learned2d", "rope+learned2d"))
     rms_eps: float = _f(1e-5, "RMSNorm epsilon")
     vocab_size: int = _f(131, "token vocabulary (ASCII codes; the output layer has this many rows)")
     num_actions: int = _f(4, "Q outputs used (N, E, S, W)")

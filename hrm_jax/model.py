@@ -47,6 +47,30 @@ class LearnedPositions(nn.Module):
         return self.param("embedding", trunc_normal(1.0 / math.sqrt(self.hidden)), (seq_len, self.hidden), jnp.float32)
 
 
+class GridPositions(nn.Module):
+    """Learned positions factored over the observation grid (option `learned2d`, not HRM's): a row
+    embedding [H, hidden] plus a column embedding [W, hidden] per cell, so cells in one row or
+    column share a component and a model can read row and column apart (the Q values depend on
+    where the goal is *relative to* the agent); the prepended puzzle token has its own vector.
+    Returns [seq_len, hidden] for seq_len = 1 + H * W tokens (row-major cells)."""
+
+    hidden: int
+    width: int
+
+    @nn.compact
+    def __call__(self, seq_len: int) -> jax.Array:
+        cells = seq_len - 1
+        if self.width < 1 or cells % self.width:
+            raise ValueError(f"pos_encoding learned2d: {cells} observation tokens are not rows of grid_width={self.width} "
+                             "(build the model with make_model(cfg, grid_width=<the observation's width>))")
+        init = trunc_normal(1.0 / math.sqrt(self.hidden))
+        row = self.param("row", init, (cells // self.width, self.hidden), jnp.float32)
+        col = self.param("col", init, (self.width, self.hidden), jnp.float32)
+        first = self.param("first", init, (1, self.hidden), jnp.float32)
+        grid = 0.707106781 * (row[:, None, :] + col[None, :, :])  # the same scale as one learned vector
+        return jnp.concatenate([first, grid.reshape(cells, self.hidden)], axis=0)
+
+
 @flax.struct.dataclass
 class Carry:
     """The recurrent state inside an environment step: z_H, z_L float32 [B, S, D]."""
@@ -66,6 +90,7 @@ class StoredZ:
 
 class HRM(nn.Module):
     cfg: ModelConfig
+    grid_width: int = 0  # the observation's width in cells; only pos_encoding learned2d uses it
 
     def setup(self):
         cfg = self.cfg
@@ -77,7 +102,9 @@ class HRM(nn.Module):
                                     lambda: trunc_normal(1.0)(self.make_rng("params"), (D,), jnp.float32))
         self.L_init = self.variable("constants", "L_init",
                                     lambda: trunc_normal(1.0)(self.make_rng("params"), (D,), jnp.float32))
-        if "learned" in cfg.pos_encoding:
+        if cfg.pos_encoding.endswith("learned2d"):
+            self.embed_pos = GridPositions(D, self.grid_width, name="embed_pos")
+        elif "learned" in cfg.pos_encoding:
             self.embed_pos = LearnedPositions(D, name="embed_pos")
         self.L_level = ReasoningModule(cfg, cfg.L_layers, name="L_level")
         self.H_level = ReasoningModule(cfg, cfg.H_layers, name="H_level")
@@ -108,7 +135,7 @@ class HRM(nn.Module):
         """cos/sin tables; identity rotation (cos 1, sin 0) when positions are learned only."""
         cfg = self.cfg
         cos, sin = rotary_tables(seq_len, cfg.head_dim, cfg.rope_theta)
-        if cfg.pos_encoding == "learned":
+        if not cfg.pos_encoding.startswith("rope"):
             cos, sin = jnp.ones_like(cos), jnp.zeros_like(sin)
         return cos, sin
 
@@ -186,8 +213,10 @@ class HRM(nn.Module):
 
 # -- functional API ---------------------------------------------------------------------------
 
-def make_model(cfg: ModelConfig) -> HRM:
-    return HRM(cfg)
+def make_model(cfg: ModelConfig, grid_width: int = 0) -> HRM:
+    """`grid_width`: the observation's width in cells (env.maze.obs_shape[1]); needed by
+    pos_encoding learned2d only."""
+    return HRM(cfg, grid_width)
 
 
 def init_variables(model: HRM, key: jax.Array, obs_len: int) -> dict[str, Any]:

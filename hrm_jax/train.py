@@ -105,8 +105,8 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
     leading env / minibatch axis (the replay minibatch, the reset environments) to split that axis
     over devices; None = identity (the single-device program, unchanged)."""
     m, t, e = cfg.model, cfg.train, cfg.env
-    model = make_model(m)
     env, env_params = agent.make_env(e)
+    model = make_model(m, env.maze.obs_shape[1])
     obs_len = env.obs_len
     N, B, S, G = t.num_envs, t.batch_size, t.supervision_segments, t.grad_steps_per_collect
     minibatches_per_iter = G // S

@@ -160,6 +160,37 @@ def test_agent_token_head_reads_the_agent_cell():
     np.testing.assert_allclose(np.asarray(q_run), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("pos", ["learned2d", "rope+learned2d"])
+def test_grid_positions_are_row_plus_column(pos):
+    """learned2d: the position vector of cell (r, c) is (row[r] + col[c]) / sqrt(2), so the step
+    from one column to another is the same in every row; the puzzle token has its own vector; the
+    row/column tables get gradients; rotary positions only with rope+learned2d. On the corridor
+    maze's 11 x 13 grid (143 tokens); a width that does not divide the tokens is refused."""
+    Hh, W = 11, 13
+    cfg = dataclasses.replace(FLAT, pos_encoding=pos)
+    model = make_model(cfg, grid_width=W)
+    v = init_variables(model, jax.random.key(0), Hh * W)
+    emb = v["params"]["embed_pos"]
+    assert emb["row"].shape == (Hh, cfg.hidden) and emb["col"].shape == (W, cfg.hidden) and emb["first"].shape == (1, cfg.hidden)
+    table = np.asarray(model.apply(v, 1 + Hh * W, method=lambda m, n: m.embed_pos(n)))
+    assert table.shape == (1 + Hh * W, cfg.hidden)
+    np.testing.assert_allclose(table[0], emb["first"][0])
+    grid = table[1:].reshape(Hh, W, cfg.hidden)
+    np.testing.assert_allclose(grid[4, 7], (emb["row"][4] + emb["col"][7]) / np.sqrt(2), rtol=1e-5, atol=1e-6)
+    step = grid[:, 5] - grid[:, 2]  # column 2 -> 5 in every row
+    np.testing.assert_allclose(step, np.broadcast_to(step[0], step.shape), rtol=1e-5, atol=1e-6)
+    cos, sin = model.apply(v, 8, method=HRM.rotary)
+    assert np.allclose(sin, 0.0) == (pos == "learned2d")
+    tok = _tokens(jax.random.key(1), 2, Hh * W)
+    carry = seed_carry(model, v, None, 2, Hh * W)
+    g = jax.grad(lambda p: jnp.sum(segment(model, {**v, "params": p}, tok, carry)[1]))(v["params"])
+    assert float(jnp.abs(g["embed_pos"]["row"]).sum()) > 0 and float(jnp.abs(g["embed_pos"]["col"]).sum()) > 0
+    with pytest.raises(ValueError, match="not rows of grid_width=12"):
+        init_variables(make_model(cfg, grid_width=12), jax.random.key(0), Hh * W)
+    with pytest.raises(ValueError, match="grid_width=0"):
+        init_variables(make_model(cfg), jax.random.key(0), Hh * W)
+
+
 # -- the 1-step gradient --------------------------------------------------------------------------
 
 def test_no_grad_part_has_no_gradient(tiny):
