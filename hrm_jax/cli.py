@@ -56,7 +56,8 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
     """Add one flag per config field (default: None = take the preset's value)."""
     parser.add_argument("--preset", default="cpu", choices=list(PRESETS),
                         help="named configuration: cpu (default; minutes on a 2-core CPU), paper (the authors', GPU-sized), "
-                             "fixed_goal (cpu on single-goal four-rooms: learns in minutes), tiny (seconds; tests)")
+                             "fixed_goal (cpu on single-goal four-rooms: learns in minutes), random_goal (cpu plus the agent-token "
+                             "Q head and row/column positions: learns the paper's random-goal task, ~30 min per seed here), tiny (seconds; tests)")
     for section, cls in SECTIONS:
         group = parser.add_argument_group(f"{section} ({cls.__doc__.strip().splitlines()[0]})")
         for f in fields(cls):

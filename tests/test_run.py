@@ -72,6 +72,19 @@ def test_dry_run_paper_preset():
     assert cfg["model"]["H_layers"] == 4 and cfg["train"]["buffer_capacity"] == 1_048_576
 
 
+def test_random_goal_preset_is_cpu_plus_the_two_model_options():
+    from hrm_jax.config import preset
+    cpu, rg = preset("cpu"), preset("random_goal")
+    differ = {(s, k) for s in ("env", "model", "train") for k, v in getattr(rg, s).__dict__.items()
+              if getattr(getattr(cpu, s), k) != v}
+    assert differ == {("model", "q_head"), ("model", "pos_encoding"), ("train", "total_grad_steps")}
+    r = cli("--preset", "random_goal", "--dry-run", timeout=300)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads(r.stdout[: r.stdout.index("\n}") + 2])
+    assert cfg["model"]["q_head"] == "agent_token_linear" and cfg["model"]["pos_encoding"] == "rope+learned2d"
+    assert cfg["env"]["goal_row"] == -1 and cfg["train"]["total_grad_steps"] == 30_000  # the paper's random goal
+
+
 def _rows(path):
     with open(path) as fh:
         rows = [json.loads(l) for l in fh if l.strip()]
