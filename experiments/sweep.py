@@ -319,9 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 except ConfigError as exc:
                     fail(f"--resume: {run_dir}: {exc}", PROG)
                 if saved != cfg:
-                    diff = [f"{s}.{k}" for s in ("env", "model", "train") for k, v in getattr(cfg, s).__dict__.items()
-                            if getattr(getattr(saved, s), k) != v]
-                    fail(f"--resume: {run_dir} was trained with a different config ({', '.join(diff)})", PROG)
+                    fail(f"--resume: {run_dir} was trained with a different config ({', '.join(cfg.differing_fields(saved))})", PROG)
                 if _finished(run_dir, cfg):
                     print(f"{condition_label(c)}: {run_dir} is finished, kept", file=sys.stderr)
                     continue

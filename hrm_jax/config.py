@@ -115,6 +115,11 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def differing_fields(self, other: "Config") -> list[str]:
+        """Fields whose values differ, as "section.field" (e.g. ["model.q_head"])."""
+        return [f"{s}.{k}" for s in ("env", "model", "train") for k, v in getattr(self, s).__dict__.items()
+                if getattr(getattr(other, s), k) != v]
+
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "Config":
         return Config(env=EnvConfig(**d["env"]), model=ModelConfig(**d["model"]), train=TrainConfig(**d["train"]))

@@ -160,6 +160,12 @@ def test_sweep_resume_with_larger_total_extends_every_condition(tiny_sweep, tmp_
     assert exc.value.code == 2
     assert "total_grad_steps=10 is below the run's 20; a resumed run can only be extended" in capsys.readouterr().err
     assert {c: (out / c / "metrics.jsonl").read_text() for c in before} == before
+    # another config is refused, naming the fields that differ
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(common + ["--total-grad-steps", "20", "--lr", "0.5", "--gamma", "0.9"])
+    assert exc.value.code == 2
+    assert "was trained with a different config (train.gamma, train.lr)" in capsys.readouterr().err
+    assert {c: (out / c / "metrics.jsonl").read_text() for c in before} == before
     # the same total: both conditions are finished and kept
     assert sweep.main(common + ["--total-grad-steps", "20"]) == 0
     assert capsys.readouterr().err.count("is finished, kept") == 2
