@@ -4,7 +4,7 @@
     python -m experiments.analyze RUN_DIR [RUN_DIR ...] --envs 1024 --p-change 0.05 --out DIR
 
 For every run directory: greedy rollouts of its newest checkpoint (agent `--seed-index`, default
-0) on `--envs` fresh environments with door-change probability `--p-change`, recording z_H and
+the run's first) on `--envs` fresh environments with door-change probability `--p-change`, recording z_H and
 z_L of the last token after each segment of every step (`agent.greedy_rollout(with_trace=True)`,
 the same forward pass as acting). Every run sees the same environments at reset (same
 `--eval-seed`). Runs trained with carry Z (config.json `model.z_carry` last_token or full) are also
@@ -44,7 +44,8 @@ def build_parser():
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by experiments.run / experiments.sweep")
     p.add_argument("--envs", type=int, default=1024, help="greedy episodes (fresh environments) per run")
     p.add_argument("--p-change", type=float, default=0.05, help="door-change probability during the analysis (the authors: 0.05)")
-    p.add_argument("--seed-index", type=int, default=0, help="which of the run's vmapped agents to analyse")
+    p.add_argument("--seed-index", type=int, default=None, help="which agent of each run to analyse: its index, the `seed` "
+                   "column of metrics.jsonl (default: the run's first agent, 0 unless the run was added to a sweep)")
     p.add_argument("--eval-seed", type=int, default=12345, help="seed of the evaluation environments (shared by all runs)")
     p.add_argument("--batch", type=int, default=256, help="environments per rollout program (bounds memory: the trace "
                    "is 2 x max_steps x segments x batch x hidden floats)")
@@ -202,12 +203,15 @@ def judge_claims(carry: list[dict], reset: list[dict], carry_reset_eval: list[di
         frac = float(np.mean([pred(lambda k: boot[k][b]) for b in range(n_boot)])) if n_boot else float("nan")
         return bool(pred(lambda k: point[k])), frac
 
-    held = {}
-
-    def record(ok, ev, holds, frac, text):
-        held.setdefault(id(ok), []).append(holds)
-        ok.append(bool(frac >= level) if n_boot else holds)
+    def record(checks, ev, holds, frac, text):
+        """One comparison of a claim: `checks` gets what was compared ("z_H changed"), whether it holds at
+        the point estimate and whether robustly (in >= level of the resamples)."""
+        checks.append(dict(what=text.split(":")[0], holds=bool(holds), robust=bool(frac >= level) if n_boot else bool(holds),
+                           resamples_holding=frac if n_boot else None))
         ev.append(f"{text} [{'holds' if holds else 'does not hold'}" + (f"; in {frac:.0%} of resamples]" if n_boot else "]"))
+
+    def verdict(checks):
+        return _verdict([c["robust"] for c in checks], [c["holds"] for c in checks])
 
     claims = []
     # 1. initial-to-final distance smaller with carry Z
@@ -219,7 +223,7 @@ def judge_claims(carry: list[dict], reset: list[dict], carry_reset_eval: list[di
                 h, f = test(lambda m: m(a)[0] < m(b)[0])
                 record(ok, ev, h, f, f"{z} {c}: carry {_fmt(point[a][0])} vs reset {_fmt(point[b][0])}")
     claims.append(dict(claim="With Carry Z the distance from the first to the final z (median MSE(z_1, z_S)) is smaller than with Reset Z.",
-                       verdict=_verdict(ok, held.get(id(ok))), evidence="; ".join(ev) + "." + caveat if ev else "needs a carry-Z and a reset-Z run."))
+                       verdict=verdict(ok), checks=ok, evidence="; ".join(ev) + "." + caveat if ev else "needs a carry-Z and a reset-Z run."))
     # 2. with carry Z, the initial distance is larger when the environment changed
     ok, ev = [], []
     for z in ZS:
@@ -228,7 +232,7 @@ def judge_claims(carry: list[dict], reset: list[dict], carry_reset_eval: list[di
             h, f = test(lambda m: m(a)[0] > m(b)[0])
             record(ok, ev, h, f, f"{z}: changed {_fmt(point[a][0])} vs unchanged {_fmt(point[b][0])}")
     claims.append(dict(claim="With Carry Z the initial distance MSE(z_1, z_S) is larger when the environment changed than when it did not.",
-                       verdict=_verdict(ok, held.get(id(ok))), evidence="; ".join(ev) + "." + caveat if ev else "needs a carry-Z run with changed and unchanged steps."))
+                       verdict=verdict(ok), checks=ok, evidence="; ".join(ev) + "." + caveat if ev else "needs a carry-Z run with changed and unchanged steps."))
     # 3. faster convergence with carry Z (paper: in the maze), changed and unchanged
     ok, ev = [], []
     for z in ZS:
@@ -240,7 +244,7 @@ def judge_claims(carry: list[dict], reset: list[dict], carry_reset_eval: list[di
     where = "" if env_name == "corridor_maze" else f" (the paper makes this claim for the corridor maze; this is {env_name})"
     claims.append(dict(claim="The recurrent process converges faster with Carry Z, both when the environment changed and when not "
                              "(read here as: the carry-Z median curve MSE(z_k, z_S) lies below the reset-Z one at every k)" + where + ".",
-                       verdict=_verdict(ok, held.get(id(ok))), evidence="; ".join(ev) + "." + caveat if ev else "needs a carry-Z and a reset-Z run with equal segments."))
+                       verdict=verdict(ok), checks=ok, evidence="; ".join(ev) + "." + caveat if ev else "needs a carry-Z and a reset-Z run with equal segments."))
     # 4. divergence: carry Z reduces it, by more than the environment change does
     ok, ev = [], []
     for z in ZS:
@@ -262,7 +266,7 @@ def judge_claims(carry: list[dict], reset: list[dict], carry_reset_eval: list[di
                              f"|log10| effect of carrying {ce:.2f} vs of the change {che:.2f}")
     claims.append(dict(claim="Divergence (figure 7): Carry Z has a smaller MSE(z_k, z_1) than Reset Z, and carrying z changes it by more "
                              "than whether the environment changed (compared at the last segment, in log10 ratio).",
-                       verdict=_verdict(ok, held.get(id(ok))), evidence="; ".join(ev) + "." + caveat if ev else "needs a carry-Z and a reset-Z run."))
+                       verdict=verdict(ok), checks=ok, evidence="; ".join(ev) + "." + caveat if ev else "needs a carry-Z and a reset-Z run."))
     # intervention (not a paper claim): carry checkpoint evaluated with reset z
     ev = []
     for z in ZS:
@@ -424,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     evals, recs = [], {}
     names = [os.path.basename(os.path.abspath(d.rstrip("/"))) for d in args.run_dirs]
     env_names = set()
-    is_carry = []
+    is_carry, agents = [], []
     for d in args.run_dirs:
         with open(os.path.join(d, "config.json")) as fh:
             is_carry.append(json.load(fh)["model"]["z_carry"] != "reset")
@@ -433,15 +437,18 @@ def main(argv: list[str] | None = None) -> int:
             cfg, tr, state, step = load_run(d)
         except CheckpointError as exc:
             fail(f"{d}: {exc}", PROG)
-        if not 0 <= args.seed_index < cfg.train.seeds:
-            fail(f"--seed-index={args.seed_index}: {d} has {cfg.train.seeds} seed(s)", PROG)
+        first = cfg.train.first_agent
+        agent_index = first if args.seed_index is None else args.seed_index
+        if not first <= agent_index < first + cfg.train.seeds:
+            fail(f"--seed-index={agent_index}: {d} has agents {first}..{first + cfg.train.seeds - 1}", PROG)
+        agents.append(agent_index)
         segments = args.segments or cfg.model.segments_per_step
         if segments < 2:
             fail(f"{d}: segments_per_step={cfg.model.segments_per_step}; the analysis needs at least 2 segments "
                  "(give --segments)", PROG)
         env_names.add(cfg.env.name)
-        params = jax.tree.map(lambda x: x[args.seed_index], state.params)
-        constants = jax.tree.map(lambda x: x[args.seed_index], state.constants)
+        params = jax.tree.map(lambda x: x[agent_index - first], state.params)
+        constants = jax.tree.map(lambda x: x[agent_index - first], state.constants)
         env_params = tr.env_params.replace(p_change=args.p_change)
         carry = cfg.model.z_carry != "reset"
         variant = "Carry Z" if carry else "Reset Z"
@@ -492,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         carry_r, reset_r, inter_r = carry_r[:1], reset_r[:1], inter_r[:1]
     claims = judge_claims(carry_r, reset_r, inter_r, sorted(env_names)[0], n_boot=args.bootstrap)
     meta = dict(command=" ".join([PROG] + (argv if argv is not None else sys.argv[1:])), envs=args.envs, segments=args.segments,
-                p_change=args.p_change, seed_index=args.seed_index, eval_seed=args.eval_seed, bootstrap=args.bootstrap, out=out)
+                p_change=args.p_change, seed_index=", ".join(str(a) for a in sorted(set(agents))), eval_seed=args.eval_seed, bootstrap=args.bootstrap, out=out)
     with open(os.path.join(out, "report.md"), "w") as fh:
         fh.write(report_markdown(meta, evals, claims, figures))
     with open(os.path.join(out, "analysis.json"), "w") as fh:

@@ -80,8 +80,8 @@ def main(argv=None) -> int:
     print(f"{'seed':>4}  {'success':>8}  {'mean length':>11}  {'BFS optimum':>11}")
     for i in range(cfg.train.seeds):
         row = {k: float(v[i]) for k, v in results.items()}
-        rows.append(dict(seed=i, **row))
-        print(f"{i:>4}  {row['eval_success']:>8.3f}  {row['eval_length']:>11.2f}  {row['eval_optimal']:>11.2f}")
+        rows.append(dict(seed=cfg.train.first_agent + i, **row))
+        print(f"{cfg.train.first_agent + i:>4}  {row['eval_success']:>8.3f}  {row['eval_length']:>11.2f}  {row['eval_optimal']:>11.2f}")
     result = dict(run_dir=args.run_dir, step=step, episodes=args.episodes, seeds=rows)
     if args.minihack:
         mh = evaluate_in_minihack(cfg, tr, state, env_params, args.minihack, args.seed)

@@ -177,7 +177,7 @@ class RunLog:
 
     TB_KEYS = ("loss", "epsilon", "train_return", "eval_success", "eval_length", "eval_optimal", "env_steps_per_s", "q_mean")
 
-    def __init__(self, out: str, seeds: int, truncate_after: int | None, write: bool = True):
+    def __init__(self, out: str, seeds: int, truncate_after: int | None, write: bool = True, first_agent: int = 0):
         from tensorboardX import SummaryWriter
 
         self.path = os.path.join(out, "metrics.jsonl")
@@ -189,16 +189,17 @@ class RunLog:
         self.rows = _read_rows(self.path) if os.path.exists(self.path) else []
         self.tb = SummaryWriter(os.path.join(out, "tb")) if write else None
         self.seeds = seeds
+        self.first_agent = first_agent  # rows and TensorBoard tags name the agent index, not the position in the run
 
     def write(self, metrics: dict[str, Any], wall: float, sps: float) -> list[dict]:
         rows = []
         for i in range(self.seeds):
             row = {k: _py(v[i]) for k, v in metrics.items()}
-            row.update(seed=i, wall_time_s=round(wall, 3), env_steps_per_s=round(sps, 1))
+            row.update(seed=self.first_agent + i, wall_time_s=round(wall, 3), env_steps_per_s=round(sps, 1))
             rows.append(row)
             for k in self.TB_KEYS if self.enabled else ():
                 if k in row:
-                    self.tb.add_scalar(f"seed{i}/{k}", row[k], row["grad_steps"])
+                    self.tb.add_scalar(f"seed{row['seed']}/{k}", row[k], row["grad_steps"])
         if self.enabled:
             with open(self.path, "a") as fh:
                 for row in rows:
@@ -302,7 +303,7 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
     # jax.jit(jax.vmap(tr.init / tr.chunk)) with the seed axis (or, data-parallel, the envs) split over devices
     tr, sh = sharding.make_sharded_train(cfg, nan_from_step=nan_at)
     init, chunk = sh.init, sh.chunk
-    keys = seed_keys(t.seed, t.seeds)
+    keys = seed_keys(t.seed, t.seeds, t.first_agent)
     ckpt_dir = os.path.join(out, "checkpoints")
     mngr = ckpt.manager(ckpt_dir, t.keep_checkpoints)
     wall_before = 0.0
@@ -337,7 +338,7 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
         except (OSError, ValueError) as exc:
             print(f"{PROG}: error: cannot update {out}/config.json ({exc})", file=sys.stderr)
             return 2
-    log = RunLog(out, t.seeds, truncate_after=step if resume else None, write=sharding.is_main())
+    log = RunLog(out, t.seeds, truncate_after=step if resume else None, write=sharding.is_main(), first_agent=t.first_agent)
     done_chunks = step // t.eval_every
     chunks_per_ckpt = max(1, t.checkpoint_every // t.eval_every)
     bar = _progress(tr.num_chunks * t.eval_every, step, progress and sharding.is_main())
@@ -437,7 +438,7 @@ def load_run(out: str):
     with open(os.path.join(out, "config.json")) as fh:
         cfg = validate(Config.from_dict(json.load(fh)))
     tr = make_train(cfg)
-    keys = seed_keys(cfg.train.seed, cfg.train.seeds)
+    keys = seed_keys(cfg.train.seed, cfg.train.seeds, cfg.train.first_agent)
     mngr = ckpt.manager(os.path.join(out, "checkpoints"), cfg.train.keep_checkpoints, read_only=True)
     step, state = ckpt.restore_latest(mngr, abstract_state(jax.vmap(tr.init), keys))
     return cfg, tr, state, step

@@ -3,6 +3,7 @@
     python -m experiments.sweep --env four_rooms --z-carry last_token reset --seeds 5
     python -m experiments.sweep --preset paper --env corridor_maze --seeds 5 --out runs/sweep-maze
     python -m experiments.sweep --compare-only --out runs/sweep-maze      # redo the comparison only
+    python -m experiments.sweep --resume --seeds 4 --out runs/sweep-maze  # add agents 2-3 to a 2-seed sweep
 
 Every `--z-carry` value is one *condition*; its `--seeds` agents train vmapped in one program
 (`experiments.run.train_run`), one run directory per condition: OUT/<z_carry>/. Conditions run one
@@ -17,8 +18,13 @@ after the other. Then the sweep directory gets:
   evaluation points (the area under the success curve) and in how many pairs carry-Z's is higher
   (this ranks runs that never reach 95%).
 
-Wall time is the condition's program's wall time (all its seeds train together, so every seed of
-a condition shares it; the first evaluation point includes compilation).
+Adding seeds: `--resume` with a larger `--seeds` trains the new agents (agent i keyed
+fold_in(key(seed), i), as a larger sweep would key them) in one more run directory per condition,
+OUT/<z_carry>.agents-<first>-<last>/ (config `first_agent`); the comparison pools every run
+directory of a condition, seeds named by agent index.
+
+Wall time is the wall time of the program that trained the seed (the seeds of one run directory
+train together and share it; the first evaluation point includes compilation).
 """
 from __future__ import annotations
 
@@ -119,9 +125,27 @@ def read_rows(run_dir: str) -> list[dict]:
         return [json.loads(l) for l in fh if l.strip()]
 
 
+def part_name(condition: str, first: int, last: int) -> str:
+    """The run directory of agents first..last added to a condition's sweep after its first run."""
+    return f"{condition}.agents-{first}-{last}"
+
+
+def condition_runs(sweep_dir: str, condition: str) -> list[str]:
+    """Every run directory of a condition that has a config.json: OUT/<condition> (its first agents)
+    and OUT/<condition>.agents-A-B (agents added later), ordered by first agent."""
+    found = []
+    names = os.listdir(sweep_dir) if os.path.isdir(sweep_dir) else []
+    for name in [condition] + [n for n in names if n.startswith(condition + ".agents-")]:
+        path = os.path.join(sweep_dir, name, "config.json")
+        if os.path.isfile(path):
+            with open(path) as fh:
+                found.append((json.load(fh).get("train", {}).get("first_agent", 0), os.path.join(sweep_dir, name)))
+    return [d for _, d in sorted(found)]
+
+
 def compare(sweep_dir: str, conditions: list[str], title: str = "") -> dict:
     """Write comparison.png/.md/.json in sweep_dir from the run directories sweep_dir/<condition>/."""
-    rows = {c: read_rows(os.path.join(sweep_dir, c)) for c in conditions}
+    rows = {c: [r for d in condition_runs(sweep_dir, c) for r in read_rows(d)] for c in conditions}
     configs = {}
     for c in conditions:
         with open(os.path.join(sweep_dir, c, "config.json")) as fh:
@@ -141,7 +165,7 @@ def compare(sweep_dir: str, conditions: list[str], title: str = "") -> dict:
     result = dict(
         sweep_dir=sweep_dir, env=configs[conditions[0]]["env"]["name"], thresholds=list(THRESHOLDS),
         bfs_optimal_mean_length=round(optimal, 4),
-        conditions={c: dict(label=condition_label(c), run_dir=os.path.join(sweep_dir, c),
+        conditions={c: dict(label=condition_label(c), run_dir=os.path.join(sweep_dir, c), run_dirs=condition_runs(sweep_dir, c),
                             seeds=len(cross[c]), crossings={str(s): v for s, v in cross[c].items()},
                             mean_success={str(s): v for s, v in auc[c].items()},
                             final=final[c]) for c in conditions},
@@ -197,7 +221,8 @@ def comparison_markdown(res: dict) -> str:
             reached = sum(cr[key] is not None for cr in d["crossings"].values())
             out.append(f"| {d['label']} | reached | {reached} of {len(d['crossings'])} | | |")
         out.append("")
-    out += ["Wall time: the condition's whole vmapped program (all its seeds train together), compilation included.", ""]
+    out += ["Wall time: the whole program that trained the seed (the seeds of one run directory train together, "
+            "vmapped), compilation included.", ""]
     if res["carry_before_reset"]:
         out += ["## Carry Z before reset Z (95%, seeds paired by index)", ""]
         for c, p in res["carry_before_reset"].items():
@@ -253,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted sweep in --out: finished conditions are kept, unfinished ones resume from their checkpoint; with a larger --total-grad-steps every condition trains on to it")
     p.add_argument("--compare-only", action="store_true", help="do not train: redo the comparison from the run directories in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_config_flags(p, skip=("z_carry",))
+    add_config_flags(p, skip=("z_carry", "first_agent"))
     return p
 
 
@@ -299,35 +324,71 @@ def _finished(run_dir: str, cfg) -> bool:
     return bool(rows) and max(r["grad_steps"] for r in rows) >= total and os.path.isfile(os.path.join(run_dir, "summary.json"))
 
 
+def plan_runs(sweep_dir: str, condition: str, cfg) -> list[tuple[str, object, bool]]:
+    """[(run_dir, config, resume)] that bring a condition to cfg.train.seeds agents and
+    cfg.train.total_grad_steps: its existing run directories (each resumed, or extended by a larger
+    total), then one new directory for the agents a larger --seeds adds. Raises ConfigError (one
+    line) if an existing run was trained with another config or --seeds would drop agents."""
+    from dataclasses import replace
+
+    from experiments.run import extended
+    from hrm_jax.config import Config, ConfigError
+
+    plan, covered = [], 0
+    for run_dir in condition_runs(sweep_dir, condition):
+        with open(os.path.join(run_dir, "config.json")) as fh:
+            saved = Config.from_dict(json.load(fh))
+        try:  # a larger --total-grad-steps extends the run (experiments.run.extended)
+            saved = extended(saved, cfg.train.total_grad_steps)
+        except ConfigError as exc:
+            raise ConfigError(f"--resume: {run_dir}: {exc}") from None
+        # the same config, except which agents this directory holds
+        want = replace(cfg, train=replace(cfg.train, seeds=saved.train.seeds, first_agent=saved.train.first_agent))
+        if saved != want:
+            raise ConfigError(f"--resume: {run_dir} was trained with a different config "
+                              f"({', '.join(want.differing_fields(saved))})")
+        if saved.train.first_agent != covered:
+            raise ConfigError(f"--resume: {run_dir} holds agents from {saved.train.first_agent} on, but the "
+                              f"condition's runs before it end at agent {covered - 1}")
+        plan.append((run_dir, want, True))
+        covered += saved.train.seeds
+    if cfg.train.seeds < covered:
+        raise ConfigError(f"--seeds={cfg.train.seeds}: {sweep_dir} already holds agents 0..{covered - 1} of "
+                          f"{condition}; give --seeds {covered} or more")
+    if cfg.train.seeds > covered:
+        new = replace(cfg, train=replace(cfg.train, seeds=cfg.train.seeds - covered, first_agent=covered))
+        name = condition if covered == 0 else part_name(condition, covered, cfg.train.seeds - 1)
+        plan.append((os.path.join(sweep_dir, name), new, False))
+    return plan
+
+
 def main(argv: list[str] | None = None) -> int:
     args, cfgs, out = resolve(argv)
-    from experiments.run import cap_full_z_capacity, extended, train_run
+    from experiments.run import cap_full_z_capacity, train_run
     from hrm_jax.cli import fail
-    from hrm_jax.config import Config, ConfigError
+    from hrm_jax.config import ConfigError
 
     if not args.compare_only:
         os.makedirs(out, exist_ok=True)
-        for c, cfg in cfgs.items():
-            cfg = cap_full_z_capacity(cfg)
-            run_dir = os.path.join(out, c)
-            resume = os.path.isfile(os.path.join(run_dir, "config.json"))
-            if resume:
-                with open(os.path.join(run_dir, "config.json")) as fh:
-                    saved = Config.from_dict(json.load(fh))
-                try:  # a larger --total-grad-steps extends the run (experiments.run.extended)
-                    saved = extended(saved, cfg.train.total_grad_steps)
-                except ConfigError as exc:
-                    fail(f"--resume: {run_dir}: {exc}", PROG)
-                if saved != cfg:
-                    fail(f"--resume: {run_dir} was trained with a different config ({', '.join(cfg.differing_fields(saved))})", PROG)
-                if _finished(run_dir, cfg):
+        plans = {}
+        for c, cfg in cfgs.items():  # check every condition before training any
+            try:
+                plans[c] = plan_runs(out, c, cap_full_z_capacity(cfg))
+            except ConfigError as exc:
+                fail(str(exc), PROG)
+        for c, plan in plans.items():
+            for run_dir, cfg, resume in plan:
+                if resume and _finished(run_dir, cfg):
                     print(f"{condition_label(c)}: {run_dir} is finished, kept", file=sys.stderr)
                     continue
-            print(f"== {condition_label(c)}: {cfg.train.seeds} seed(s) vmapped -> {run_dir}", file=sys.stderr)
-            status = train_run(cfg, run_dir, resume=resume, progress=not args.no_progress)
-            if status != 0:
-                print(f"{PROG}: condition {c} stopped with status {status}; the comparison is not written", file=sys.stderr)
-                return status
+                t = cfg.train
+                print(f"== {condition_label(c)}: agents {t.first_agent}..{t.first_agent + t.seeds - 1} vmapped -> {run_dir}",
+                      file=sys.stderr)
+                status = train_run(cfg, run_dir, resume=resume, progress=not args.no_progress)
+                if status != 0:
+                    print(f"{PROG}: condition {c} stopped with status {status}; the comparison is not written",
+                          file=sys.stderr)
+                    return status
     res = compare(out, list(cfgs), title=f"{next(iter(cfgs.values())).env.name} ({args.preset} preset)")
     print(f"\nwrote {os.path.join(out, 'comparison.png')}, comparison.md, comparison.json")
     for c, p in res["carry_before_reset"].items():

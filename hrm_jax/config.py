@@ -102,6 +102,8 @@ class TrainConfig:
     keep_checkpoints: int = _f(3, "checkpoints kept")
     seeds: int = _f(1, "independent agents trained in one vmapped program")
     seed: int = _f(0, "base seed; agent i uses fold_in(key(seed), i)")
+    first_agent: int = _f(0, "index of the run's first agent: it trains agents first_agent..first_agent+seeds-1 "
+                          "(how a sweep adds seeds to an earlier run: the same agents a larger --seeds would train)")
     data_parallel: bool = _f(False, "one agent on many devices: environments and each minibatch are split over all devices, "
                              "gradients averaged by the compiler (default: seeds are split over devices instead)")
 
@@ -202,7 +204,7 @@ def validate(cfg: Config) -> Config:
                  "buffer_capacity", "eval_envs", "eval_every", "checkpoint_every", "keep_checkpoints", "seeds",
                  "eps_decay_steps"):
         _check(getattr(t, name) >= 1, f"{name}={getattr(t, name)} must be >= 1")
-    for name in ("learning_starts", "warmup_steps", "seed"):
+    for name in ("learning_starts", "warmup_steps", "seed", "first_agent"):
         _check(getattr(t, name) >= 0, f"{name}={getattr(t, name)} must be >= 0")
     _check(t.grad_steps_per_collect % t.supervision_segments == 0,
            f"grad_steps_per_collect={t.grad_steps_per_collect} must be a multiple of supervision_segments="

@@ -259,7 +259,7 @@ def make_sharded_train(cfg, nan_from_step: int | None = None, devices=None, quie
     # spmd_axis_name: inside vmap, sharding constraints put the (vmapped) seed axis on "seeds"
     vinit = jax.vmap(tr.init, spmd_axis_name=SEEDS)
     vchunk = jax.vmap(tr.chunk, spmd_axis_name=SEEDS)
-    keys_like = jax.eval_shape(lambda: seed_keys(cfg.train.seed, cfg.train.seeds))
+    keys_like = jax.eval_shape(lambda: seed_keys(cfg.train.seed, cfg.train.seeds, cfg.train.first_agent))
     state_sh = state_sharding(mesh, jax.eval_shape(vinit, keys_like), dp)
     key_sh = NamedSharding(mesh, P() if dp else P(SEEDS))
     rep = NamedSharding(mesh, P())

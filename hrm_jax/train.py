@@ -229,7 +229,7 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
                    init=init, chunk=chunk, evaluate=evaluate, train=train, param_count=n_params)
 
 
-def seed_keys(seed: int, n: int) -> jax.Array:
-    """Agent i's key: fold_in(key(seed), i)."""
+def seed_keys(seed: int, n: int, first: int = 0) -> jax.Array:
+    """The keys of agents first..first+n-1; agent i's key is fold_in(key(seed), i)."""
     base = jax.random.key(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(n))
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(first + jnp.arange(n))

@@ -131,6 +131,35 @@ def test_compare_writes_table_and_figure(tmp_path):
     assert json.loads((tmp_path / "comparison.json").read_text())["conditions"]["reset"]["seeds"] == 2
 
 
+def test_claim_tally_over_agent_pairs():
+    from experiments import analyze_agents as aa
+
+    def claim(verdict, held):  # held: {what: robust}
+        return dict(verdict=verdict, checks=[dict(what=w, holds=r, robust=r) for w, r in held.items()])
+
+    both = {"z_H changed": True, "z_H unchanged": True, "z_L changed": True, "z_L unchanged": True}
+    only_h = {"z_H changed": True, "z_H unchanged": True, "z_L changed": False, "z_L unchanged": False}
+    some_l = {"z_H": False, "z_L": True}
+    assert aa.module_marks(claim("x", only_h)["checks"]) == "z_H yes, z_L no"
+    assert aa.module_marks([dict(what="z_L changed", robust=True), dict(what="z_L unchanged", robust=False)]) == "z_L partly"
+    ev = [dict(variant="carry", z_mode_kind="as trained", summary=dict(success=0.9)),
+          dict(variant="carry", z_mode_kind="intervention", summary=dict(success=0.8)),
+          dict(variant="reset", z_mode_kind="as trained", summary=dict(success=0.7))]
+    p0 = aa.pair_summary(0, dict(evaluations=ev, claims=[claim("supported", both), claim("partly supported (1 of 2 comparisons)", some_l),
+                                                         claim("not supported", {"z_H": False}), claim("supported", both)]))
+    p1 = aa.pair_summary(1, dict(evaluations=ev, claims=[claim("partly supported (2 of 4 comparisons)", only_h),
+                                                         claim("supported", {"z_H": True, "z_L": True}),
+                                                         claim("cannot be tested", {}), claim("supported", both)]))
+    assert p0["success"] == dict(carry=0.9, carry_with_z_reset=0.8, reset=0.7)
+    rows = aa.tally([p0, p1])
+    assert [(r["supported"], r["partly"], r["not_supported"], r["z_H_holds"], r["z_L_holds"]) for r in rows] == \
+        [(1, 1, 0, 2, 1), (1, 1, 0, 1, 2), (0, 0, 1, 0, 0), (2, 0, 0, 2, 2)]
+    md = aa.summary_markdown(dict(command="c", sweep_dir="s", carry="last_token", envs=4, eval_seed=1, p_change=0.05,
+                                  segments=None), [p0, p1], rows)
+    assert "| carry Z: smaller first-to-final distance | 1 of 2 | 1 of 2 | 0 of 2 | 2 of 2 | 1 of 2 |" in md
+    assert "partly (z_H yes, z_L no)" in md
+
+
 def test_sweep_rejects_repeated_condition():
     with pytest.raises(SystemExit) as exc:
         sweep.resolve(["--preset", "tiny", "--z-carry", "reset", "reset"])
@@ -179,6 +208,65 @@ def test_sweep_resume_with_larger_total_extends_every_condition(tiny_sweep, tmp_
         assert json.loads((out / c / "summary.json").read_text())["seeds"][0]["grad_steps"] == 40
     comp = json.loads((out / "comparison.json").read_text())  # rewritten from the extended runs
     assert all(comp["conditions"][c]["final"]["grad_steps"] == 40 for c in before), comp["conditions"]
+
+
+def test_sweep_with_more_seeds_trains_the_added_agents_in_a_new_run_directory(tiny_sweep, tmp_path, capsys):
+    """--resume --seeds 2 on a 1-seed sweep trains agent 1 of each condition in <z>.agents-1-1 (the
+    agent a 2-seed run trains as its second), leaves agent 0's run untouched, and pools both."""
+    import shutil
+
+    from experiments import analyze, run
+
+    out = tmp_path / "s"
+    shutil.copytree(tiny_sweep, out)
+    before = {c: (out / c / "metrics.jsonl").read_text() for c in ("last_token", "reset")}
+    common = ["--preset", "tiny", "--z-carry", "last_token", "reset", "--total-grad-steps", "20", "--out", str(out),
+              "--no-progress", "--resume"]
+    assert sweep.main(common + ["--seeds", "2"]) == 0
+    for c in before:
+        assert (out / c / "metrics.jsonl").read_text() == before[c]
+        added = out / f"{c}.agents-1-1"
+        train = json.loads((added / "config.json").read_text())["train"]
+        assert (train["seeds"], train["first_agent"]) == (1, 1)
+        assert [json.loads(l)["seed"] for l in (added / "metrics.jsonl").read_text().splitlines()] == [1]
+    comp = json.loads((out / "comparison.json").read_text())
+    assert all(comp["conditions"][c]["seeds"] == 2 for c in before)
+    assert comp["carry_before_reset"]["last_token"]["pairs"] == 2
+    # agent 1 trained alone is the second agent of a 2-seed run (its own key, init, envs, exploration)
+    both = tmp_path / "both"
+    assert run.main(["--preset", "tiny", "--z-carry", "reset", "--seeds", "2", "--total-grad-steps", "20",
+                     "--out", str(both), "--no-progress"]) == 0
+    second = [json.loads(l) for l in (both / "metrics.jsonl").read_text().splitlines()][1]
+    alone = json.loads((out / "reset.agents-1-1" / "metrics.jsonl").read_text())
+    assert second["seed"] == alone["seed"] == 1
+    for k in ("eval_success", "eval_length", "eval_optimal", "loss", "q_mean", "train_return"):
+        assert alone[k] == pytest.approx(second[k], rel=1e-4, abs=1e-6), k
+    # fewer seeds than the sweep holds would drop agents: refused, nothing changed
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(common + ["--seeds", "1"])
+    assert exc.value.code == 2
+    assert "already holds agents 0..1 of last_token; give --seeds 2 or more" in capsys.readouterr().err
+    # the analysis picks an added run's own agent, and names the agents a run holds
+    with pytest.raises(SystemExit) as exc:
+        analyze.main([str(out / "reset.agents-1-1"), "--seed-index", "0", "--envs", "4"])
+    assert exc.value.code == 2 and "--seed-index=0: " in capsys.readouterr().err
+    assert analyze.main([str(out / "last_token.agents-1-1"), str(out / "reset.agents-1-1"), "--envs", "4",
+                         "--bootstrap", "0", "--out", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "analysis.json").read_text())["meta"]["seed_index"] == "1"
+    # every agent pair of the sweep, wherever each agent's run directory is
+    from experiments import analyze_agents
+
+    assert analyze_agents.main([str(out), "--envs", "4", "--bootstrap", "0", "--out", str(tmp_path / "all")]) == 0
+    summary = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert [p["agent"] for p in summary["pairs"]] == [0, 1]
+    runs = [e["run_dir"] for e in json.loads((tmp_path / "all" / "agent-1" / "analysis.json").read_text())["evaluations"]]
+    assert runs == [str(out / "last_token.agents-1-1")] * 2 + [str(out / "reset.agents-1-1")]
+    assert all(r["pairs"] == 2 and r["supported"] + r["partly"] + r["not_supported"] <= 2 for r in summary["tally"])
+    assert "| [1](agent-1/report.md) |" in (tmp_path / "all" / "summary.md").read_text()
+    with pytest.raises(SystemExit) as exc:
+        analyze_agents.main([str(tmp_path / "all")])
+    assert exc.value.code == 2 and "no run of condition last_token" in capsys.readouterr().err
 
 
 def test_tiny_sweep_and_analyze_end_to_end(tiny_sweep, tmp_path):

@@ -124,6 +124,9 @@ def test_seeds_differ_and_are_deterministic():
     assert not np.array_equal(np.asarray(s.obs[0]), np.asarray(s.obs[1]))  # and its own env stream
     s2 = init(seed_keys(0, 2))
     np.testing.assert_array_equal(leaf, np.asarray(jax.tree.leaves(s2.params)[0]))
+    # agents 1.. started on their own (a sweep adding seeds) get the keys a larger run gives them
+    np.testing.assert_array_equal(jax.random.key_data(seed_keys(0, 2, first=1)),
+                                  jax.random.key_data(seed_keys(0, 3))[1:])
 
 
 def test_train_is_one_jittable_function():
