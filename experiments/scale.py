@@ -20,6 +20,8 @@ import os
 import subprocess
 import sys
 
+from hrm_jax.config import PRESETS
+
 CHILD = r"""
 import json, os, resource, sys, time
 import jax
@@ -60,7 +62,7 @@ def measure(devices: int, seeds: int, preset: str, chunks: int) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
-    p.add_argument("--preset", default="tiny", choices=["tiny", "cpu", "paper"])
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     p.add_argument("--chunks", type=int, default=2, help="timed chunks per device count (after one warm-up chunk)")
     p.add_argument("--baseline", action="store_true", help="also run the same seeds vmapped on one device")
     p.add_argument("--json", default=None, help="write the rows here")
