@@ -203,12 +203,12 @@ def judge_claims(carry: list[dict], reset: list[dict], carry_reset_eval: list[di
         frac = float(np.mean([pred(lambda k: boot[k][b]) for b in range(n_boot)])) if n_boot else float("nan")
         return bool(pred(lambda k: point[k])), frac
 
-    def record(checks, ev, holds, frac, text):
+    def record(checks, ev, what, holds, frac, detail):
         """One comparison of a claim: `checks` gets what was compared ("z_H changed"), whether it holds at
-        the point estimate and whether robustly (in >= level of the resamples)."""
-        checks.append(dict(what=text.split(":")[0], holds=bool(holds), robust=bool(frac >= level) if n_boot else bool(holds),
+        the point estimate and whether robustly (in >= level of the resamples); `ev` its sentence."""
+        checks.append(dict(what=what, holds=bool(holds), robust=bool(frac >= level) if n_boot else bool(holds),
                            resamples_holding=frac if n_boot else None))
-        ev.append(f"{text} [{'holds' if holds else 'does not hold'}" + (f"; in {frac:.0%} of resamples]" if n_boot else "]"))
+        ev.append(f"{what}: {detail} [{'holds' if holds else 'does not hold'}" + (f"; in {frac:.0%} of resamples]" if n_boot else "]"))
 
     def verdict(checks):
         return _verdict([c["robust"] for c in checks], [c["holds"] for c in checks])
@@ -221,7 +221,7 @@ def judge_claims(carry: list[dict], reset: list[dict], carry_reset_eval: list[di
             a, b = ("carry", "conv", z, c), ("reset", "conv", z, c)
             if have(a, b):
                 h, f = test(lambda m: m(a)[0] < m(b)[0])
-                record(ok, ev, h, f, f"{z} {c}: carry {_fmt(point[a][0])} vs reset {_fmt(point[b][0])}")
+                record(ok, ev, f"{z} {c}", h, f, f"carry {_fmt(point[a][0])} vs reset {_fmt(point[b][0])}")
     claims.append(dict(claim="With Carry Z the distance from the first to the final z (median MSE(z_1, z_S)) is smaller than with Reset Z.",
                        verdict=verdict(ok), checks=ok, evidence="; ".join(ev) + "." + caveat if ev else "needs a carry-Z and a reset-Z run."))
     # 2. with carry Z, the initial distance is larger when the environment changed
@@ -230,7 +230,7 @@ def judge_claims(carry: list[dict], reset: list[dict], carry_reset_eval: list[di
         a, b = ("carry", "conv", z, "changed"), ("carry", "conv", z, "unchanged")
         if have(a, b):
             h, f = test(lambda m: m(a)[0] > m(b)[0])
-            record(ok, ev, h, f, f"{z}: changed {_fmt(point[a][0])} vs unchanged {_fmt(point[b][0])}")
+            record(ok, ev, z, h, f, f"changed {_fmt(point[a][0])} vs unchanged {_fmt(point[b][0])}")
     claims.append(dict(claim="With Carry Z the initial distance MSE(z_1, z_S) is larger when the environment changed than when it did not.",
                        verdict=verdict(ok), checks=ok, evidence="; ".join(ev) + "." + caveat if ev else "needs a carry-Z run with changed and unchanged steps."))
     # 3. faster convergence with carry Z (paper: in the maze), changed and unchanged
@@ -240,7 +240,7 @@ def judge_claims(carry: list[dict], reset: list[dict], carry_reset_eval: list[di
             a, b = ("carry", "conv", z, c), ("reset", "conv", z, c)
             if have(a, b) and point[a].shape == point[b].shape:
                 h, f = test(lambda m: bool(np.all(m(a) < m(b))))
-                record(ok, ev, h, f, f"{z} {c}: carry/reset ratio per k = {', '.join(_fmt(x) for x in point[a] / point[b])}")
+                record(ok, ev, f"{z} {c}", h, f, f"carry/reset ratio per k = {', '.join(_fmt(x) for x in point[a] / point[b])}")
     where = "" if env_name == "corridor_maze" else f" (the paper makes this claim for the corridor maze; this is {env_name})"
     claims.append(dict(claim="The recurrent process converges faster with Carry Z, both when the environment changed and when not "
                              "(read here as: the carry-Z median curve MSE(z_k, z_S) lies below the reset-Z one at every k)" + where + ".",
@@ -261,7 +261,7 @@ def judge_claims(carry: list[dict], reset: list[dict], carry_reset_eval: list[di
 
         last, _, ce, che = effects(lambda k: point[k])
         h, f = test(lambda m: (lambda r: r[1] and r[2] > r[3])(effects(m)))
-        record(ok, ev, h, f, f"{z}: MSE(z_S, z_1) carry {_fmt(last['carry', 'changed'])}/{_fmt(last['carry', 'unchanged'])} "
+        record(ok, ev, z, h, f, f"MSE(z_S, z_1) carry {_fmt(last['carry', 'changed'])}/{_fmt(last['carry', 'unchanged'])} "
                              f"vs reset {_fmt(last['reset', 'changed'])}/{_fmt(last['reset', 'unchanged'])} (changed/unchanged); "
                              f"|log10| effect of carrying {ce:.2f} vs of the change {che:.2f}")
     claims.append(dict(claim="Divergence (figure 7): Carry Z has a smaller MSE(z_k, z_1) than Reset Z, and carrying z changes it by more "
