@@ -1044,13 +1044,11 @@ def piece_fns(tr, cfg) -> dict:
 
     from hrm_jax import agent
     from hrm_jax.model import seed_carry, segment
-    from hrm_jax.replay import make_buffer
     from hrm_jax.train import dqn_targets, make_optimizer, td_loss
 
     m, t = cfg.model, cfg.train
     model, env, env_params = tr.model, tr.env, tr.env_params
     N, B = t.num_envs, t.batch_size
-    buffer = make_buffer(t.buffer_capacity, B, max(B, t.learning_starts))
     tx = make_optimizer(cfg)
 
     def act(state, keys):
@@ -1072,9 +1070,9 @@ def piece_fns(tr, cfg) -> dict:
         return jax.lax.scan(body, state.env_state, keys)[1]
 
     def learn_one(state, key):
-        batch = buffer.sample(state.buffer, key).experience
+        batch, discount = tr.replay.sample(state.buffer, key)
         consts = state.constants
-        y = dqn_targets(model, {"params": state.target_params, "constants": consts}, batch, t.gamma,
+        y = dqn_targets(model, {"params": state.target_params, "constants": consts}, batch, discount,
                         m.segments_per_step)
         carry0 = seed_carry(model, {"params": state.params, "constants": consts}, batch.prev_z, B, tr.obs_len)
 

@@ -84,6 +84,8 @@ class TrainConfig:
     buffer_capacity: int = _f(1_048_576, "replay capacity in transitions")
     learning_starts: int = _f(0, "transitions in replay before learning starts (authors: 0 = as soon as one batch fits)")
     gamma: float = _f(0.95, "discount")
+    n_step: int = _f(1, "n-step returns: the TD target sums n rewards (up to an episode's end) and bootstraps "
+                     "from the target net n env steps later (authors: 1; n > 1 is an option, not HRM-Agent's)")
     loss: str = _f("mse", "TD loss: mse (authors') or huber", ("mse", "huber"))
     lr: float = _f(1e-4, "model learning rate (Adam)")
     beta1: float = _f(0.9, "Adam beta1")
@@ -202,7 +204,7 @@ def validate(cfg: Config) -> Config:
     _check(m.vocab_size >= 128, f"vocab_size={m.vocab_size} must be >= 128 (observations are ASCII codes)")
     for name in ("num_envs", "total_grad_steps", "grad_steps_per_collect", "supervision_segments", "batch_size",
                  "buffer_capacity", "eval_envs", "eval_every", "checkpoint_every", "keep_checkpoints", "seeds",
-                 "eps_decay_steps"):
+                 "eps_decay_steps", "n_step"):
         _check(getattr(t, name) >= 1, f"{name}={getattr(t, name)} must be >= 1")
     for name in ("learning_starts", "warmup_steps", "seed", "first_agent"):
         _check(getattr(t, name) >= 0, f"{name}={getattr(t, name)} must be >= 0")
@@ -213,6 +215,9 @@ def validate(cfg: Config) -> Config:
            f"eval_every={t.eval_every} must be a multiple of grad_steps_per_collect={t.grad_steps_per_collect}")
     _check(t.batch_size <= t.buffer_capacity,
            f"batch_size={t.batch_size} is larger than buffer_capacity={t.buffer_capacity}")
+    _check(t.n_step == 1 or t.buffer_capacity // t.num_envs > t.n_step,
+           f"n_step={t.n_step} needs buffer_capacity // num_envs (steps kept per env) > n_step; "
+           f"got {t.buffer_capacity} // {t.num_envs} = {t.buffer_capacity // t.num_envs}")
     _check(t.learning_starts <= t.buffer_capacity,
            f"learning_starts={t.learning_starts} is larger than buffer_capacity={t.buffer_capacity}")
     for name in ("gamma", "polyak", "eps_start", "eps_end", "beta1", "beta2"):
@@ -229,6 +234,17 @@ def validate(cfg: Config) -> Config:
            f"goal_row={e.goal_row}, goal_col={e.goal_col}: give both (a fixed goal cell) or neither (-1, a random goal)")
     _check(e.fixed_walls >= -1, f"fixed_walls={e.fixed_walls} must be >= 0 (or -1 for the env default)")
     return cfg
+
+
+def closest_preset(cfg: Config, ignore: tuple[str, ...] = ()) -> tuple[str, list[str]]:
+    """The preset from which `cfg` differs in the fewest fields (ignoring `ignore`, "section.field"),
+    and those fields as "field=value" in `cfg`."""
+    def changed(p: Config) -> list[str]:
+        return [f for f in cfg.differing_fields(p) if f not in ignore]
+
+    name = min(PRESETS, key=lambda n: len(changed(PRESETS[n])))
+    return name, [f"{f.split('.')[1]}={getattr(getattr(cfg, f.split('.')[0]), f.split('.')[1])}"
+                  for f in changed(PRESETS[name])]
 
 
 def preset(name: str) -> Config:

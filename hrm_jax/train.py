@@ -27,7 +27,7 @@ from flax import struct
 from hrm_jax import agent
 from hrm_jax.config import Config
 from hrm_jax.model import StoredZ, count_params, init_variables, make_model, seed_carry, segment, run_segments
-from hrm_jax.replay import Transition, example_transition, make_buffer
+from hrm_jax.replay import Replay, Transition, example_transition, make_replay
 
 
 class TrainState(struct.PyTreeNode):
@@ -60,6 +60,7 @@ class Trainer(NamedTuple):
     evaluate: Callable    # (TrainState, key) -> metrics dict
     train: Callable       # key -> (TrainState, metrics dict of [num_chunks] arrays)
     param_count: int
+    replay: Replay        # init / add / sample of this run's buffer
 
 
 def label_params(params) -> Any:
@@ -91,12 +92,13 @@ def td_loss(q_sa: jax.Array, y: jax.Array, kind: str) -> jax.Array:
     return jnp.mean(jnp.square(q_sa - y))
 
 
-def dqn_targets(model, target_vars, batch: Transition, gamma: float, n_segments: int) -> jax.Array:
-    """y = r + gamma * (1 - terminated) * max_a Q_target(s', a); truncation bootstraps.
+def dqn_targets(model, target_vars, batch: Transition, discount, n_segments: int) -> jax.Array:
+    """y = r + discount * (1 - terminated) * max_a Q_target(s', a); truncation bootstraps.
+    `discount`: gamma, or gamma^k per transition (f32[B]) for k-step returns.
     The target net runs all segments on s' from the stored converged z."""
     carry = seed_carry(model, target_vars, batch.next_z, batch.next_obs.shape[0], batch.next_obs.shape[1])
     _, q_next, _ = run_segments(model, target_vars, batch.next_obs, carry, n_segments)
-    y = batch.reward + gamma * (1.0 - batch.terminated.astype(jnp.float32)) * jnp.max(q_next, -1)
+    y = batch.reward + discount * (1.0 - batch.terminated.astype(jnp.float32)) * jnp.max(q_next, -1)
     return jax.lax.stop_gradient(y)
 
 
@@ -112,11 +114,12 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
     minibatches_per_iter = G // S
     iters_per_chunk = t.eval_every // G
     num_chunks = math.ceil(t.total_grad_steps / t.eval_every)
-    prefill_iters = math.ceil(max(B, t.learning_starts) / N)
+    # n-step windows need n - 1 more steps of every env before the first full window exists
+    prefill_iters = math.ceil(max(B, t.learning_starts) / N) + t.n_step - 1
     tx = make_optimizer(cfg)
     eps_fn = epsilon_schedule(cfg)
     z_shape = (obs_len + 1, m.hidden) if m.z_carry == "full" else (m.hidden,)
-    buffer = make_buffer(t.buffer_capacity, B, max(B, t.learning_starts))
+    replay = make_replay(t.buffer_capacity, B, max(B, t.learning_starts), N, t.n_step, t.gamma)
     shard = shard_batch if shard_batch is not None else (lambda tree: tree)
 
     def variables(params, constants):
@@ -132,7 +135,7 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
             jax.random.split(k_env, N), state.env_state, action, env_params)
         tr = Transition(obs=state.obs, action=action, reward=reward, next_obs=info["final_observation"],
                         terminated=term, truncated=trunc, prev_z=state.z, next_z=z_next)
-        buf = buffer.add(state.buffer, tr)
+        buf = replay.add(state.buffer, tr)
         done = term | trunc
         z0 = agent.initial_z(model, vars_, N, obs_len)
         z_seed = z0 if m.z_carry == "reset" else agent.select_where(done, z0, z_next)
@@ -145,9 +148,10 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
 
     def learn_minibatch(state: TrainState, key):
         """Sample one minibatch; S deep-supervision gradient steps on it."""
-        batch = shard(buffer.sample(state.buffer, key).experience)
+        batch, discount = replay.sample(state.buffer, key)
+        batch = shard(batch)
         consts = state.constants
-        y = dqn_targets(model, variables(state.target_params, consts), batch, t.gamma, m.segments_per_step)
+        y = dqn_targets(model, variables(state.target_params, consts), batch, discount, m.segments_per_step)
         carry0 = seed_carry(model, variables(state.params, consts), batch.prev_z, B, obs_len)
 
         def sup_step(c, _):
@@ -200,7 +204,7 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
             params=params,
             target_params=jax.tree.map(jnp.copy, params),  # a COPY (the authors' code initialised it independently)
             constants=constants, opt_state=tx.init(params),
-            buffer=buffer.init(example_transition(obs_len, z_shape)),
+            buffer=replay.init(example_transition(obs_len, z_shape)),
             env_state=env_state, obs=obs, z=z0, ep_return=jnp.zeros((N,), jnp.float32),
             key=k_state, eval_key=k_eval, grad_step=jnp.int32(0), env_steps=jnp.int32(0))
         # Fill replay with one batch (or learning_starts) before the first gradient step.
@@ -226,7 +230,8 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
     n_params = count_params(shapes["params"], exclude=("puzzle_emb",))
     return Trainer(config=cfg, model=model, env=env, env_params=env_params, obs_len=obs_len,
                    iters_per_chunk=iters_per_chunk, prefill_iters=prefill_iters, num_chunks=num_chunks,
-                   init=init, chunk=chunk, evaluate=evaluate, train=train, param_count=n_params)
+                   init=init, chunk=chunk, evaluate=evaluate, train=train, param_count=n_params,
+                   replay=replay)
 
 
 def seed_keys(seed: int, n: int, first: int = 0) -> jax.Array:

@@ -222,6 +222,7 @@ FIELDS = {
     ("train", "num_envs"): mixed([2, 8], [0, -4]),
     ("train", "batch_size"): mixed([4, 16], [0, 128]),
     ("train", "gamma"): mixed([0.0, 0.9, 1.0], [1.01, -1.0]),
+    ("train", "n_step"): mixed([1, 3], [0, 16]),  # 16: not below buffer_capacity // num_envs = 64 // 4
     ("model", "heads"): mixed([1, 2], [0, 3]),
 }
 

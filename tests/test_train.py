@@ -8,7 +8,7 @@ import pytest
 
 from hrm_jax import agent, config as C
 from hrm_jax.model import StoredZ, run_segments, seed_carry
-from hrm_jax.replay import Transition
+from hrm_jax.replay import Transition, n_step_transition
 from hrm_jax.train import dqn_targets, epsilon_schedule, make_train, seed_keys
 
 
@@ -136,3 +136,88 @@ def test_train_is_one_jittable_function():
     assert metrics["grad_steps"].tolist() == [20, 40]
     assert int(state.grad_step) == 40
     assert np.isfinite(np.asarray(metrics["loss"])).all()
+
+
+# -- n-step returns (an option; the authors' DQN is 1-step) ------------------------------------
+
+def _window(rewards, terminated, truncated):
+    """Hand-made windows of consecutive steps: leaves [B, n, ...]; obs / z tagged by step index."""
+    r = np.asarray(rewards, np.float32)
+    B, n = r.shape
+    step = np.broadcast_to(np.arange(n, dtype=np.uint8), (B, n))
+    row = np.broadcast_to(np.arange(B, dtype=np.uint8)[:, None], (B, n))
+    tag = lambda base: jnp.asarray(np.stack([base + 10 * row, base + step], -1))  # [B, n, 2]
+    z = lambda base: StoredZ(z_H=tag(base).astype(jnp.float32), z_L=-tag(base).astype(jnp.float32))
+    return Transition(obs=tag(0), action=jnp.asarray(step.astype(np.int32) + 1), reward=jnp.asarray(r),
+                      next_obs=tag(100), terminated=jnp.asarray(terminated), truncated=jnp.asarray(truncated),
+                      prev_z=z(0), next_z=z(100))
+
+
+def test_n_step_transition_stops_at_the_first_episode_end():
+    g = 0.9
+    F, T = False, True
+    seq = _window(rewards=[[1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [-0.01, -0.01, 1.0]],
+                  terminated=[[F, F, F], [F, T, F], [F, F, F], [F, F, T]],
+                  truncated=[[F, F, F], [F, F, F], [T, F, T], [F, F, F]])
+    tr, discount = n_step_transition(seq, g)
+    steps = np.array([3, 2, 1, 3])  # counted steps: all, up to the termination, up to the truncation, all
+    np.testing.assert_allclose(np.asarray(tr.reward), [1 + g * 2 + g * g * 3, 1 + g * 2, 1.0, -0.01 - 0.01 * g + g * g],
+                               rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(discount), g ** steps, rtol=1e-6)
+    assert np.asarray(tr.terminated).tolist() == [False, True, False, True]
+    assert np.asarray(tr.truncated).tolist() == [False, False, True, False]
+    # first step's obs / action / acting z; the counted last step's next obs / converged z
+    np.testing.assert_array_equal(np.asarray(tr.obs)[:, 1], [0, 0, 0, 0])
+    np.testing.assert_array_equal(np.asarray(tr.action), [1, 1, 1, 1])
+    np.testing.assert_array_equal(np.asarray(tr.prev_z.z_L)[:, 1], [0, 0, 0, 0])
+    np.testing.assert_array_equal(np.asarray(tr.next_obs), np.stack([100 + 10 * np.arange(4), 100 + steps - 1], -1))
+    np.testing.assert_array_equal(np.asarray(tr.next_z.z_H)[:, 1], 100 + steps - 1)
+    np.testing.assert_array_equal(np.asarray(tr.next_z.z_L)[:, 0], -(100 + 10 * np.arange(4)))
+    # a window of one step is the 1-step transition
+    one, d1 = n_step_transition(jax.tree.map(lambda x: x[:, :1], seq), g)
+    np.testing.assert_allclose(np.asarray(one.reward), np.asarray(seq.reward)[:, 0])
+    np.testing.assert_allclose(np.asarray(d1), g)
+
+
+def test_dqn_targets_take_a_discount_per_transition(prefilled):
+    cfg, tr, state = prefilled
+    variables = {"params": state.params, "constants": state.constants}
+    batch = jax.tree.map(lambda x: jnp.asarray(x[0, :4]), state.buffer.experience)
+    batch = batch.replace(terminated=jnp.array([False, False, True, False]))
+    discount = jnp.array([0.9, 0.81, 0.9, 0.729], jnp.float32)
+    y = dqn_targets(tr.model, variables, batch, discount, cfg.model.segments_per_step)
+    carry = seed_carry(tr.model, variables, batch.next_z, 4, tr.obs_len)
+    _, q_next, _ = run_segments(tr.model, variables, batch.next_obs, carry, cfg.model.segments_per_step)
+    expect = np.asarray(batch.reward) + np.where([False, False, True, False], 0.0,
+                                                 np.asarray(discount) * np.asarray(q_next).max(-1))
+    np.testing.assert_allclose(np.asarray(y), expect, rtol=1e-6, atol=1e-6)
+
+
+def test_n_step_replay_keeps_each_env_in_time_order_and_trains():
+    N, n = 8, 3
+    cfg = tiny(num_envs=N, n_step=n, learning_starts=8 * 60, buffer_capacity=1024, batch_size=16,
+               total_grad_steps=20, eval_every=20, eval_envs=8)
+    tr = make_train(cfg)
+    state = jax.jit(tr.init)(jax.random.key(5))
+    T = tr.prefill_iters
+    assert T == 60 + n - 1 and int(state.env_steps) == N * T
+    exp = jax.tree.map(np.asarray, state.buffer.experience)   # trajectory buffer: [N envs, time, ...]
+    assert exp.obs.shape == (N, 1024 // N, tr.obs_len)
+    done = (exp.terminated | exp.truncated)[:, :T]
+    assert done.any()
+    cont = ~done[:, :-1]
+    # within an episode each env's next step starts where the previous one ended, from its z
+    np.testing.assert_array_equal(exp.obs[:, 1:T][cont], exp.next_obs[:, :T - 1][cont])
+    np.testing.assert_array_equal(exp.prev_z.z_L[:, 1:T][cont], exp.next_z.z_L[:, :T - 1][cont])
+    # sampled n-step transitions are windows of that layout
+    batch, discount = jax.jit(tr.replay.sample)(state.buffer, jax.random.key(0))
+    assert batch.obs.shape == (16, tr.obs_len)
+    powers = np.float32(cfg.train.gamma) ** np.arange(1, n + 1, dtype=np.float32)
+    k = np.argmin(np.abs(np.asarray(discount)[:, None] - powers), 1) + 1   # steps counted per transition
+    np.testing.assert_allclose(np.asarray(discount), powers[k - 1], rtol=1e-6)
+    ended = np.asarray(batch.terminated | batch.truncated)
+    assert (ended | (k == n)).all()  # a window is cut short only by an episode's end
+    # and the trainer runs on them
+    state, metrics = jax.jit(tr.chunk)(state)
+    assert int(metrics["grad_steps"]) == 20 and np.isfinite(float(metrics["loss"]))
+
