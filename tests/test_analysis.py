@@ -1,6 +1,7 @@
 """Issue #6: environment-change detection, MSE curves, sweep threshold crossings, and a tiny
 sweep + analyze end to end."""
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -103,6 +104,12 @@ def test_threshold_crossing_on_synthetic_curves():
     res = sweep.carry_before_reset(carry, reset)
     assert [p["verdict"] for p in res["per_seed"]] == ["carry first", "tie", "neither reached"]
     assert (res["carry_first"], res["ties"], res["neither"], res["pairs"]) == (1, 1, 1, 3)
+    # --sustain 2: a threshold must hold at two consecutive evaluations; the first of them counts
+    held = sweep.crossings_by_seed(rows, sustain=2)
+    assert held[0]["0.90"]["grad_steps"] == 200 and held[0]["0.95"] is None and held[0]["0.99"] is None
+    assert held[1]["0.90"] is None  # 0.95 once, then 0.3
+    assert sweep.first_crossing(rows_for(0, [0.96, 0.5, 0.97, 0.99, 0.2]), 0.95, sustain=2)["grad_steps"] == 300
+    assert sweep.first_crossing(rows_for(0, [0.5, 0.97]), 0.95, sustain=2) is None  # the last point alone
 
 
 def test_mean_success_pairs_on_synthetic_curves():
@@ -129,6 +136,23 @@ def test_compare_writes_table_and_figure(tmp_path):
     assert "| Carry Z (last_token) | 0.730, 0.600 | 0.665 |" in md and "in **0 of 2** seed pairs" in md
     assert (tmp_path / "comparison.png").stat().st_size > 0
     assert json.loads((tmp_path / "comparison.json").read_text())["conditions"]["reset"]["seeds"] == 2
+    res = sweep.compare(str(tmp_path), ["last_token", "reset"], sustain=2)
+    assert res["sustain"] == 2 and res["carry_before_reset"]["last_token"]["per_seed"][1]["verdict"] == "reset first"
+    md = (tmp_path / "comparison.md").read_text()
+    assert "## First of 2 consecutive evaluation points (`--sustain 2`) with greedy success >= 95%" in md
+
+
+def test_figure_title_names_the_runs_preset_and_changes(tmp_path):
+    from dataclasses import replace
+
+    from hrm_jax import config as C
+
+    cfg = C.override(C.override(C.FIXED_GOAL, "env", name="corridor_maze", goal_row=9), "train", seeds=5,
+                     total_grad_steps=12_000)
+    (tmp_path / "config.json").write_text(json.dumps(replace(cfg, model=replace(cfg.model, z_carry="reset")).to_dict()))
+    assert sweep.run_title(str(tmp_path)) == "corridor_maze (fixed_goal preset + goal_row=9, total_grad_steps=12000)"
+    (tmp_path / "config.json").write_text(json.dumps(C.RANDOM_GOAL.to_dict()))
+    assert sweep.run_title(str(tmp_path)) == "four_rooms (random_goal preset)"
 
 
 def test_claim_tally_over_agent_pairs():
@@ -160,10 +184,16 @@ def test_claim_tally_over_agent_pairs():
     assert "partly (z_H yes, z_L no)" in md
 
 
-def test_sweep_rejects_repeated_condition():
+@pytest.mark.parametrize("argv, message", [
+    (["--z-carry", "reset", "reset"], "a condition is repeated"),
+    (["--sustain", "0"], "--sustain 0: must be >= 1"),
+])
+def test_sweep_rejects_bad_input_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        sweep.resolve(["--preset", "tiny", "--z-carry", "reset", "reset"])
+        sweep.resolve(["--preset", "tiny"] + argv)
     assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +203,35 @@ def tiny_sweep(tmp_path_factory):
                          "--total-grad-steps", "20", "--out", str(out), "--no-progress"])
     assert status == 0
     return out
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--parallel needs a core per condition")
+def test_parallel_sweep_trains_each_condition_pinned_to_its_own_core(tiny_sweep, tmp_path):
+    out = tmp_path / "p"
+    assert sweep.main(["--preset", "tiny", "--z-carry", "last_token", "reset", "--seeds", "1", "--total-grad-steps",
+                       "20", "--out", str(out), "--parallel"]) == 0
+    groups = sweep.core_groups(sorted(os.sched_getaffinity(0)), 2)
+    for c, cores in zip(("last_token", "reset"), groups):
+        log = (out / f"{c}.log").read_text()
+        assert f"pinned to CPU cores {','.join(map(str, cores))}\n" in log
+        assert f"agents 0..0 vmapped -> {out / c}" in log
+        ours = [json.loads(l) for l in (out / c / "metrics.jsonl").read_text().splitlines()]
+        serial = [json.loads(l) for l in (tiny_sweep / c / "metrics.jsonl").read_text().splitlines()]
+        # the same agents as the serial sweep (one thread instead of two: float sums may be ordered differently)
+        assert [r["grad_steps"] for r in ours] == [r["grad_steps"] for r in serial] == [20]
+        assert ours[0]["env_steps"] == serial[0]["env_steps"]
+        assert ours[0]["loss"] == pytest.approx(serial[0]["loss"], rel=1e-3)
+    assert json.loads((out / "comparison.json").read_text())["conditions"]["reset"]["seeds"] == 1
+    assert sweep.core_groups([0, 1, 2, 3, 4], 2) == [[0, 1, 2], [3, 4]]
+
+
+def test_parallel_sweep_refuses_more_conditions_than_cores(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(["--preset", "tiny", "--z-carry", "last_token", "reset", "--out", str(tmp_path / "q"), "--parallel"])
+    assert exc.value.code == 2
+    assert "--parallel: 2 conditions need at least 2 CPU cores; this process may use 1 (0)" in capsys.readouterr().err
+    assert not (tmp_path / "q" / "reset").exists()
 
 
 def test_sweep_resume_with_larger_total_extends_every_condition(tiny_sweep, tmp_path, capsys):
