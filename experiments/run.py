@@ -284,7 +284,18 @@ def plot_curves(rows: list[dict], path: str, title: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | None = None) -> int:
-    """Run (or continue) training in `out`. Returns the process exit status."""
+    """Run (or continue) training in `out`. Returns the process exit status.
+    Ctrl-C during training saves a checkpoint after the current chunk (130); Ctrl-C before the
+    loop (while compiling or restoring) or a second Ctrl-C ends at once, with one line (130)."""
+    try:
+        return _train_run(cfg, out, resume, progress, nan_at)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; what {out} held before is kept (`--resume {out}` continues from its last "
+              "checkpoint)", file=sys.stderr)
+        return 130
+
+
+def _train_run(cfg, out: str, resume: bool, progress: bool, nan_at: int | None) -> int:
     import jax
     import numpy as np
 

@@ -149,6 +149,24 @@ def test_resume_after_interrupt_equals_uninterrupted(full_run, tmp_path):
     assert a["params_sha256"] == b["params_sha256"]
 
 
+def test_interrupt_while_compiling_is_one_line_and_resume_starts_again(tmp_path):
+    out = tmp_path / "early"
+    p = subprocess.Popen([sys.executable, "-m", "experiments.run", *TINY, "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and not (out / "config.json").exists():
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)  # config.json is written just before the program is compiled
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"python -m experiments.run: interrupted; what {out} held before is kept "
+                                            f"(`--resume {out}` continues from its last checkpoint)")
+    r = cli("--resume", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "has no complete checkpoint yet; starting it from scratch" in r.stderr
+
+
 def test_resume_rejects_contradicting_flags(full_run):
     out, _ = full_run
     r = cli("--resume", str(out), "--hidden", "64")
