@@ -44,6 +44,8 @@ class ModelConfig:
     q_head: str = _f("last_token_linear", "Q head: last_token_linear (authors': output layer on the last token's z_H), "
                      "agent_token_linear (the same layer on the agent's ('@') token) or mlp (2-layer on mean-pooled z_H)",
                      ("last_token_linear", "agent_token_linear", "mlp"))
+    q_init_scale: float = _f(1.0, "scale of the Q head's initial weights: 1 = HRM's LeCun normal (initial Q values of "
+                             "std ~1); smaller starts every Q near 0, 0 exactly at 0 (an option, not the authors')")
     build_act_head: bool = _f(False, "build HRM's (unused) ACT halting head, 2 outputs with bias (+130 params at hidden 64)")
     dtype: str = _f("float32", "compute dtype (parameters stay float32): float32 (CPU) or bfloat16 (GPU)", ("float32", "bfloat16"))
 
@@ -200,6 +202,7 @@ def validate(cfg: Config) -> Config:
     _check(m.hidden % m.heads == 0, f"hidden={m.hidden} must be divisible by heads={m.heads}")
     _check(m.head_dim % 2 == 0, f"head dim hidden/heads={m.head_dim} must be even (rotary embedding)")
     _check(m.expansion > 0, f"expansion={m.expansion} must be > 0")
+    _check(m.q_init_scale >= 0, f"q_init_scale={m.q_init_scale} must be >= 0")
     _check(m.num_actions <= m.vocab_size, f"num_actions={m.num_actions} must be <= vocab_size={m.vocab_size}")
     _check(m.vocab_size >= 128, f"vocab_size={m.vocab_size} must be >= 128 (observations are ASCII codes)")
     for name in ("num_envs", "total_grad_steps", "grad_steps_per_collect", "supervision_segments", "batch_size",

@@ -79,14 +79,17 @@ def apply_rotary(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
 
 
 class Linear(nn.Module):
-    """Bias-free linear layer (LeCun-normal init), computed in `dtype`, kernel stored float32."""
+    """Bias-free linear layer (LeCun-normal init times `init_scale`), computed in `dtype`, kernel
+    stored float32."""
 
     features: int
     dtype: jnp.dtype = jnp.float32
+    init_scale: float = 1.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", lecun_normal(x.shape[-1]), (x.shape[-1], self.features), jnp.float32)
+        kernel = self.param("kernel", trunc_normal(self.init_scale / math.sqrt(x.shape[-1])),
+                            (x.shape[-1], self.features), jnp.float32)
         return jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
 
 

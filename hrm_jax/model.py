@@ -109,10 +109,11 @@ class HRM(nn.Module):
         self.L_level = ReasoningModule(cfg, cfg.L_layers, name="L_level")
         self.H_level = ReasoningModule(cfg, cfg.H_layers, name="H_level")
         if cfg.q_head in ("last_token_linear", "agent_token_linear"):
-            self.lm_head = Linear(cfg.vocab_size, dtype=jnp.float32, name="lm_head")
+            self.lm_head = Linear(cfg.vocab_size, dtype=jnp.float32, init_scale=cfg.q_init_scale, name="lm_head")
         else:
             self.q_mlp_1 = nn.Dense(D, kernel_init=lecun_normal(D), name="q_mlp_1")
-            self.q_mlp_2 = nn.Dense(cfg.num_actions, kernel_init=lecun_normal(D), name="q_mlp_2")
+            self.q_mlp_2 = nn.Dense(cfg.num_actions, kernel_init=trunc_normal(cfg.q_init_scale / math.sqrt(D)),
+                                    name="q_mlp_2")
         if cfg.build_act_head:
             # HRM's halting head: zero weight, bias -5 (built for parity of the parameter count; unused).
             self.act_head = nn.Dense(2, kernel_init=nn.initializers.zeros,

@@ -137,6 +137,27 @@ def test_other_heads_run(q_head, act):
     assert q.shape == (B, cfg.num_actions) and np.all(np.isfinite(q))
 
 
+@pytest.mark.parametrize("q_head", ["last_token_linear", "mlp"])
+def test_q_init_scale_scales_only_the_q_heads_initial_weights(q_head):
+    tok = _tokens(jax.random.key(1), B, T)
+
+    def init_q(scale):
+        model = make_model(dataclasses.replace(FLAT, q_head=q_head, q_init_scale=scale))
+        v = init_variables(model, jax.random.key(0), T)
+        return v, SEG(model, v, tok, seed_carry(model, v, None, B, T))[1]
+
+    head = "lm_head" if q_head == "last_token_linear" else "q_mlp_2"
+    v1, q1 = init_q(1.0)
+    v01, q01 = init_q(0.1)
+    v0, q0 = init_q(0.0)
+    _close(q01, 0.1 * np.asarray(q1), tol=1e-5)         # same draw, a tenth of it
+    np.testing.assert_array_equal(np.asarray(q0), 0.0)  # every Q starts at 0
+    for name in v1["params"]:
+        same = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), v1["params"][name],
+                                            v01["params"][name]))
+        assert all(same) == (name != head), name  # every other parameter is initialised as before
+
+
 def test_agent_token_head_reads_the_agent_cell():
     """agent_token_linear: Q = lm_head(z_H at the '@' token), found per sequence in the observation
     (+1 for the puzzle token); moving the '@' moves the read-out, and run_segments agrees."""

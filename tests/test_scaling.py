@@ -27,22 +27,25 @@ from hrm_jax import sharding
 from hrm_jax.config import preset, override
 from hrm_jax.train import make_train, seed_keys
 
-cfg = override(override(preset("tiny"), "train", total_grad_steps=4, eval_every=4, eval_envs=8,
-                        data_parallel=True), "env", max_steps=10)
-keys = seed_keys(0, 1)
-tr, sh = sharding.make_sharded_train(cfg)
-state = sh.init(keys)
-hlo = sh.chunk.lower(state).compile().as_text()
-state, m = sh.chunk(state)
-ref = make_train(cfg)  # the plain single-device program
-r, mr = jax.jit(jax.vmap(ref.chunk))(jax.jit(jax.vmap(ref.init))(keys))
-leaves = lambda s: [np.asarray(x) for x in jax.tree.leaves(jax.device_get(s.params))]
-print(json.dumps(dict(
-    devices=len(jax.devices()), mesh=dict(sh.mesh.shape), obs_spec=str(state.obs.sharding.spec),
-    replicated=all(l.sharding.is_fully_replicated for l in jax.tree.leaves((state.params, state.buffer))),
-    all_reduce="all-reduce" in hlo,
-    metrics={k: [float(np.asarray(m[k])[0]), float(np.asarray(mr[k])[0])] for k in mr},
-    params_maxdiff=max(float(np.max(np.abs(a - b))) for a, b in zip(leaves(state), leaves(r))))))
+def check(n_step):
+    cfg = override(override(preset("tiny"), "train", total_grad_steps=4, eval_every=4, eval_envs=8,
+                            data_parallel=True, n_step=n_step), "env", max_steps=10)
+    keys = seed_keys(0, 1)
+    tr, sh = sharding.make_sharded_train(cfg)
+    state = sh.init(keys)
+    hlo = sh.chunk.lower(state).compile().as_text()
+    state, m = sh.chunk(state)
+    ref = make_train(cfg)  # the plain single-device program
+    r, mr = jax.jit(jax.vmap(ref.chunk))(jax.jit(jax.vmap(ref.init))(keys))
+    leaves = lambda s: [np.asarray(x) for x in jax.tree.leaves(jax.device_get(s.params))]
+    return dict(
+        devices=len(jax.devices()), mesh=dict(sh.mesh.shape), obs_spec=str(state.obs.sharding.spec),
+        replicated=all(l.sharding.is_fully_replicated for l in jax.tree.leaves((state.params, state.buffer))),
+        all_reduce="all-reduce" in hlo,
+        metrics={k: [float(np.asarray(m[k])[0]), float(np.asarray(mr[k])[0])] for k in mr},
+        params_maxdiff=max(float(np.max(np.abs(a - b))) for a, b in zip(leaves(state), leaves(r))))
+
+print(json.dumps({n: check(n) for n in (1, 3)}))  # 1-step (item buffer) and 3-step (trajectory buffer) replay
 """
 
 
@@ -154,7 +157,13 @@ def test_data_parallel_loss_equals_single_device(runs):
     _, res = runs
     r = res["dp"]
     assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    outs = json.loads(r.stdout.strip().splitlines()[-1])
+    assert sorted(outs) == ["1", "3"]  # n_step
+    for out in outs.values():
+        _assert_data_parallel_equals_single_device(out)
+
+
+def _assert_data_parallel_equals_single_device(out):
     assert out["devices"] == 8 and out["mesh"] == {"seeds": 1, "data": 8}
     assert out["obs_spec"] == "P(None, 'data')"  # envs split over devices (after the seed axis)
     assert out["replicated"]  # parameters and replay buffer on every device
