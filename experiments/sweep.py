@@ -309,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--parallel", action="store_true",
                    help="train the conditions side by side, one process per condition pinned to its share of the CPU "
-                        "cores (output in OUT/<z_carry>.log); on a 2-core CPU faster than one after the other")
+                        "cores (output in OUT/<z_carry>.log); two conditions of the cpu preset on a 2-core CPU: 1.6x faster "
+                        "than one after the other")
     add_config_flags(p, skip=("z_carry", "first_agent"))
     return p
 
@@ -441,7 +442,8 @@ def train_side_by_side(plans: dict, sweep_dir: str) -> int:
     """--parallel: one process per condition, each pinned to its own share of the cores, all at
     once. Why: on a small CPU one XLA program uses extra cores poorly (the `cpu` preset: 0.089 s
     per iteration on 2 cores vs 0.109 s on one), so two programs on one core each finish both
-    conditions sooner than one after the other on both cores. Returns the first non-zero status."""
+    conditions sooner than one after the other on both cores (measured 1.6x, README "Results").
+    Returns the first non-zero status."""
     import multiprocessing
 
     from hrm_jax.cli import fail
