@@ -39,9 +39,9 @@ def trunc_normal(std: float):
     return init
 
 
-def lecun_normal(fan_in: int):
-    """Truncated normal with std 1/sqrt(fan_in) (HRM's CastedLinear initialisation)."""
-    return trunc_normal(1.0 / math.sqrt(fan_in))
+def lecun_normal(fan_in: int, scale: float = 1.0):
+    """Truncated normal with std scale/sqrt(fan_in) (scale 1: HRM's CastedLinear initialisation)."""
+    return trunc_normal(scale / math.sqrt(fan_in))
 
 
 def compute_dtype(cfg: ModelConfig):
@@ -88,8 +88,8 @@ class Linear(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", trunc_normal(self.init_scale / math.sqrt(x.shape[-1])),
-                            (x.shape[-1], self.features), jnp.float32)
+        kernel = self.param("kernel", lecun_normal(x.shape[-1], self.init_scale), (x.shape[-1], self.features),
+                            jnp.float32)
         return jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
 
 

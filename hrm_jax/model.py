@@ -112,8 +112,7 @@ class HRM(nn.Module):
             self.lm_head = Linear(cfg.vocab_size, dtype=jnp.float32, init_scale=cfg.q_init_scale, name="lm_head")
         else:
             self.q_mlp_1 = nn.Dense(D, kernel_init=lecun_normal(D), name="q_mlp_1")
-            self.q_mlp_2 = nn.Dense(cfg.num_actions, kernel_init=trunc_normal(cfg.q_init_scale / math.sqrt(D)),
-                                    name="q_mlp_2")
+            self.q_mlp_2 = nn.Dense(cfg.num_actions, kernel_init=lecun_normal(D, cfg.q_init_scale), name="q_mlp_2")
         if cfg.build_act_head:
             # HRM's halting head: zero weight, bias -5 (built for parity of the parameter count; unused).
             self.act_head = nn.Dense(2, kernel_init=nn.initializers.zeros,
