@@ -242,12 +242,11 @@ def validate(cfg: Config) -> Config:
 def closest_preset(cfg: Config, ignore: tuple[str, ...] = ()) -> tuple[str, list[str]]:
     """The preset from which `cfg` differs in the fewest fields (ignoring `ignore`, "section.field"),
     and those fields as "field=value" in `cfg`."""
-    def changed(p: Config) -> list[str]:
-        return [f for f in cfg.differing_fields(p) if f not in ignore]
+    def changed(p: Config) -> list[tuple[str, str]]:
+        return [tuple(f.split(".")) for f in cfg.differing_fields(p) if f not in ignore]
 
     name = min(PRESETS, key=lambda n: len(changed(PRESETS[n])))
-    return name, [f"{f.split('.')[1]}={getattr(getattr(cfg, f.split('.')[0]), f.split('.')[1])}"
-                  for f in changed(PRESETS[name])]
+    return name, [f"{field}={getattr(getattr(cfg, section), field)}" for section, field in changed(PRESETS[name])]
 
 
 def preset(name: str) -> Config:

@@ -35,7 +35,6 @@ class Transition:
 
 
 class Replay(NamedTuple):
-    n_step: int
     init: Callable     # example Transition -> buffer state
     add: Callable      # (buffer state, Transition with leaves [num_envs, ...]) -> buffer state
     sample: Callable   # (buffer state, key) -> (Transition [batch], discount: gamma or f32[batch])
@@ -47,7 +46,7 @@ def make_replay(capacity: int, batch_size: int, min_length: int, num_envs: int, 
     if n_step == 1:
         buf = fbx.make_item_buffer(max_length=capacity, min_length=max(min_length, 1),
                                    sample_batch_size=batch_size, add_sequences=False, add_batches=True)
-        return Replay(n_step, buf.init, buf.add, lambda state, key: (buf.sample(state, key).experience, gamma))
+        return Replay(buf.init, buf.add, lambda state, key: (buf.sample(state, key).experience, gamma))
     buf = fbx.make_trajectory_buffer(add_batch_size=num_envs, sample_batch_size=batch_size,
                                      sample_sequence_length=n_step, period=1, min_length_time_axis=n_step,
                                      max_length_time_axis=capacity // num_envs)
@@ -58,7 +57,7 @@ def make_replay(capacity: int, batch_size: int, min_length: int, num_envs: int, 
     def sample(state, key):
         return n_step_transition(buf.sample(state, key).experience, gamma)
 
-    return Replay(n_step, buf.init, add, sample)
+    return Replay(buf.init, add, sample)
 
 
 def n_step_transition(seq: Transition, gamma: float) -> tuple[Transition, jax.Array]:
