@@ -5,6 +5,7 @@
     python -m experiments.sweep --compare-only --out runs/sweep-maze      # redo the comparison only
     python -m experiments.sweep --resume --seeds 4 --out runs/sweep-maze  # add agents 2-3 to a 2-seed sweep
     python -m experiments.sweep --parallel --preset random_goal --seeds 5  # both conditions at once, a core each
+    python -m experiments.sweep --vary q-init-scale=1,0.1 --seeds 5 --out runs/q-init  # any flag's values instead
 
 Every `--z-carry` value is one *condition*; its `--seeds` agents train vmapped in one program
 (`experiments.run.train_run`), one run directory per condition: OUT/<z_carry>/. Conditions run one
@@ -19,6 +20,12 @@ share of the CPU cores; output in OUT/<z_carry>.log). Then the sweep directory g
   before reset-Z (the paper: 4 of 5 in the maze); per seed, the mean greedy success over all
   evaluation points (the area under the success curve) and in how many pairs carry-Z's is higher
   (this ranks runs that never reach 95%).
+
+`--vary FLAG=V1,V2,...` compares the values of any other config flag instead (z carry fixed at
+the preset's or at a single --z-carry value): one condition per value, run directory
+OUT/<field>=<value>/ (e.g. OUT/q_init_scale=0.1/), and the pairs compare every value with the
+first one, the baseline (reset Z in a z-carry sweep). Everything else (--parallel, --resume,
+--seeds, --sustain) works the same.
 
 Adding seeds: `--resume` with a larger `--seeds` trains the new agents (agent i keyed
 fold_in(key(seed), i), as a larger sweep would key them) in one more run directory per condition,
@@ -66,26 +73,27 @@ def crossings_by_seed(rows: list[dict], thresholds=THRESHOLDS, sustain: int = 1)
                 for th in thresholds} for s in seeds}
 
 
-def carry_before_reset(carry: dict[int, dict], reset: dict[int, dict], threshold: float = PAIR_THRESHOLD) -> dict:
-    """Pair seeds by index: carry-Z is "before" reset-Z if it reached the threshold at fewer
-    gradient steps, or reached it while reset-Z never did. Returns counts and the per-pair verdicts."""
+def before_baseline(cond: dict[int, dict], base: dict[int, dict], threshold: float = PAIR_THRESHOLD) -> dict:
+    """Pair seeds by index: a condition (e.g. carry Z) is "first" if it reached the threshold at
+    fewer gradient steps than the baseline (e.g. reset Z), or reached it while the baseline never
+    did. Returns counts and the per-pair verdicts."""
     th = f"{threshold:.2f}"
     pairs = []
-    for s in sorted(set(carry) & set(reset)):
-        c, r = carry[s][th], reset[s][th]
+    for s in sorted(set(cond) & set(base)):
+        c, b = cond[s][th], base[s][th]
         cg = c["grad_steps"] if c else None
-        rg = r["grad_steps"] if r else None
-        if cg is None and rg is None:
+        bg = b["grad_steps"] if b else None
+        if cg is None and bg is None:
             verdict = "neither reached"
-        elif rg is None or (cg is not None and cg < rg):
-            verdict = "carry first"
-        elif cg is None or rg < cg:
-            verdict = "reset first"
+        elif bg is None or (cg is not None and cg < bg):
+            verdict = "condition first"
+        elif cg is None or bg < cg:
+            verdict = "baseline first"
         else:
             verdict = "tie"
-        pairs.append(dict(seed=s, carry_grad_steps=cg, reset_grad_steps=rg, verdict=verdict))
-    return dict(threshold=threshold, carry_first=sum(p["verdict"] == "carry first" for p in pairs),
-                reset_first=sum(p["verdict"] == "reset first" for p in pairs),
+        pairs.append(dict(seed=s, condition_grad_steps=cg, baseline_grad_steps=bg, verdict=verdict))
+    return dict(threshold=threshold, condition_first=sum(p["verdict"] == "condition first" for p in pairs),
+                baseline_first=sum(p["verdict"] == "baseline first" for p in pairs),
                 ties=sum(p["verdict"] == "tie" for p in pairs),
                 neither=sum(p["verdict"] == "neither reached" for p in pairs), pairs=len(pairs), per_seed=pairs)
 
@@ -98,14 +106,14 @@ def mean_success_by_seed(rows: list[dict], key: str = "eval_success") -> dict[in
     return {s: sum(r[key] for r in rows if r["seed"] == s) / sum(1 for r in rows if r["seed"] == s) for s in seeds}
 
 
-def carry_above_reset(carry: dict[int, float], reset: dict[int, float]) -> dict:
-    """Pair seeds by index: in how many pairs carry-Z's mean success (area under the curve) is
-    higher than reset-Z's."""
-    pairs = [dict(seed=s, carry=carry[s], reset=reset[s],
-                  verdict="carry higher" if carry[s] > reset[s] else "reset higher" if reset[s] > carry[s] else "tie")
-             for s in sorted(set(carry) & set(reset))]
-    return dict(carry_higher=sum(p["verdict"] == "carry higher" for p in pairs),
-                reset_higher=sum(p["verdict"] == "reset higher" for p in pairs),
+def above_baseline(cond: dict[int, float], base: dict[int, float]) -> dict:
+    """Pair seeds by index: in how many pairs a condition's mean success (area under the curve)
+    is higher than the baseline's."""
+    pairs = [dict(seed=s, condition=cond[s], baseline=base[s],
+                  verdict="condition higher" if cond[s] > base[s] else "baseline higher" if base[s] > cond[s] else "tie")
+             for s in sorted(set(cond) & set(base))]
+    return dict(condition_higher=sum(p["verdict"] == "condition higher" for p in pairs),
+                baseline_higher=sum(p["verdict"] == "baseline higher" for p in pairs),
                 ties=sum(p["verdict"] == "tie" for p in pairs), pairs=len(pairs), per_seed=pairs)
 
 
@@ -121,8 +129,17 @@ def band(rows: list[dict], key: str):
     return xs, mean, lo, hi
 
 
-def condition_label(z_carry: str) -> str:
-    return "Reset Z" if z_carry == "reset" else f"Carry Z ({z_carry})"
+def condition_label(condition: str) -> str:
+    """"Reset Z" / "Carry Z (last_token)" for a --z-carry condition; a --vary condition is
+    named by its field and value already ("q_init_scale=0.1")."""
+    if condition not in Z_CHOICES:
+        return condition
+    return "Reset Z" if condition == "reset" else f"Carry Z ({condition})"
+
+
+def vary_condition(field: str, value) -> str:
+    """The condition (and run directory) name of one value of a --vary field: "q_init_scale=0.1"."""
+    return f"{field}={str(value).lower() if isinstance(value, bool) else value}"
 
 
 # ---- outputs ------------------------------------------------------------------------------------
@@ -150,7 +167,7 @@ def condition_runs(sweep_dir: str, condition: str) -> list[str]:
     return [d for _, d in sorted(found)]
 
 
-def run_title(run_dir: str) -> str:
+def run_title(run_dir: str, ignore: tuple[str, ...] = ()) -> str:
     """"<env> (<preset> preset[, field=value, ...])" from the config a run was trained with: the
     preset it is closest to and the fields it changed (not the ones every condition or agent
     range changes), whatever flags the command that draws the figure was given."""
@@ -158,15 +175,18 @@ def run_title(run_dir: str) -> str:
 
     with open(os.path.join(run_dir, "config.json")) as fh:
         cfg = Config.from_dict(json.load(fh))
-    name, changed = closest_preset(cfg, ignore=("env.name", "model.z_carry", "train.seeds", "train.first_agent"))
+    name, changed = closest_preset(cfg, ignore=("env.name", "model.z_carry", "train.seeds", "train.first_agent") + ignore)
     more = f" + {', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''}" if changed else ""
     return f"{cfg.env.name} ({name} preset{more})"
 
 
-def compare(sweep_dir: str, conditions: list[str], title: str = "", sustain: int = 1) -> dict:
+def compare(sweep_dir: str, conditions: list[str], title: str = "", sustain: int = 1,
+            baseline: str | None = "reset") -> dict:
     """Write comparison.png/.md/.json in sweep_dir from the run directories sweep_dir/<condition>/.
     `sustain`: a threshold counts as reached at the first of that many consecutive evaluation
-    points at or above it (first_crossing)."""
+    points at or above it (first_crossing). Every other condition is paired seed by seed with
+    `baseline` (reset Z in a --z-carry sweep, the first value of a --vary sweep; no pairs if it
+    is not among the conditions)."""
     rows = {c: [r for d in condition_runs(sweep_dir, c) for r in read_rows(d)] for c in conditions}
     configs = {}
     for c in conditions:
@@ -175,9 +195,10 @@ def compare(sweep_dir: str, conditions: list[str], title: str = "", sustain: int
     cross = {c: crossings_by_seed(rows[c], sustain=sustain) for c in conditions}
     opt_all = [r["eval_optimal"] for c in conditions for r in rows[c]]
     optimal = sum(opt_all) / max(len(opt_all), 1)
-    pairs = {c: carry_before_reset(cross[c], cross["reset"]) for c in conditions if c != "reset" and "reset" in cross}
+    others = [c for c in conditions if c != baseline] if baseline in conditions else []
+    pairs = {c: before_baseline(cross[c], cross[baseline]) for c in others}
     auc = {c: mean_success_by_seed(rows[c]) for c in conditions}
-    auc_pairs = {c: carry_above_reset(auc[c], auc["reset"]) for c in conditions if c != "reset" and "reset" in auc}
+    auc_pairs = {c: above_baseline(auc[c], auc[baseline]) for c in others}
     final = {}
     for c in conditions:
         last = max(r["grad_steps"] for r in rows[c])
@@ -191,10 +212,12 @@ def compare(sweep_dir: str, conditions: list[str], title: str = "", sustain: int
                             seeds=len(cross[c]), crossings={str(s): v for s, v in cross[c].items()},
                             mean_success={str(s): v for s, v in auc[c].items()},
                             final=final[c]) for c in conditions},
-        carry_before_reset=pairs,
-        carry_above_reset_mean_success=auc_pairs,
-        paper="carry Z reached high success faster than reset Z in 4 of 5 maze runs",
+        baseline=baseline if others else None,
+        before_baseline=pairs,
+        mean_success_above_baseline=auc_pairs,
     )
+    if set(conditions) <= set(Z_CHOICES):
+        result["paper"] = "carry Z reached high success faster than reset Z in 4 of 5 maze runs"
     with open(os.path.join(sweep_dir, "comparison.json"), "w") as fh:
         json.dump(result, fh, indent=2)
     plot_comparison(rows, optimal, os.path.join(sweep_dir, "comparison.png"), title or result["env"])
@@ -211,7 +234,8 @@ def _cell(v: dict | None, key: str) -> str:
 
 
 def comparison_markdown(res: dict) -> str:
-    out = [f"# Carry Z vs reset Z: {res['env']}", "",
+    names = [d["label"] for d in res["conditions"].values()]
+    out = [f"# {' vs '.join(names)}: {res['env']}", "",
            "![comparison](comparison.png)", "",
            "Success and mean episode length vs gradient steps: mean over seeds (line), min..max over seeds (band); "
            f"dashed: BFS-optimal mean path length ({res['bfs_optimal_mean_length']:.2f}, over all evaluation episodes).", ""]
@@ -228,9 +252,10 @@ def comparison_markdown(res: dict) -> str:
         v = list(d["mean_success"].values())
         out.append(f"| {d['label']} | {', '.join(f'{x:.3f}' for x in v)} | {sum(v) / len(v):.3f} |")
     out.append("")
-    for c, p in res["carry_above_reset_mean_success"].items():
-        out.append(f"{res['conditions'][c]['label']}: higher mean success than reset Z in **{p['carry_higher']} of "
-                   f"{p['pairs']}** seed pairs (lower in {p['reset_higher']}, ties {p['ties']}).")
+    base = res["conditions"][res["baseline"]]["label"] if res["baseline"] else ""
+    for c, p in res["mean_success_above_baseline"].items():
+        out.append(f"{res['conditions'][c]['label']}: higher mean success than {base} in **{p['condition_higher']} of "
+                   f"{p['pairs']}** seed pairs (lower in {p['baseline_higher']}, ties {p['ties']}).")
     out.append("")
     sustain = res.get("sustain", 1)
     first = ("First evaluation point" if sustain == 1 else
@@ -248,16 +273,18 @@ def comparison_markdown(res: dict) -> str:
         out.append("")
     out += ["Wall time: the whole program that trained the seed (the seeds of one run directory train together, "
             "vmapped), compilation included.", ""]
-    if res["carry_before_reset"]:
+    if res["before_baseline"]:
         held = "" if sustain == 1 else f", held for {sustain} consecutive evaluations"
-        out += [f"## Carry Z before reset Z (95%{held}, seeds paired by index)", ""]
-        for c, p in res["carry_before_reset"].items():
-            out.append(f"- {res['conditions'][c]['label']}: carry first in **{p['carry_first']} of {p['pairs']}** "
-                       f"pairs (reset first {p['reset_first']}, ties {p['ties']}, neither reached {p['neither']}). "
-                       "Paper: 4 of 5 (corridor maze).")
+        out += [f"## Which reached 95% first ({base} as the baseline{held}, seeds paired by index)", ""]
+        for c, p in res["before_baseline"].items():
+            label = res["conditions"][c]["label"]
+            paper = " Paper: 4 of 5 (corridor maze)." if "paper" in res else ""
+            out.append(f"- {label} first in **{p['condition_first']} of {p['pairs']}** pairs ({base} first "
+                       f"{p['baseline_first']}, ties {p['ties']}, neither reached {p['neither']}).{paper}")
+            name = {"condition first": f"{label} first", "baseline first": f"{base} first"}
             for q in p["per_seed"]:
-                out.append(f"  - seed {q['seed']}: carry {q['carry_grad_steps'] if q['carry_grad_steps'] is not None else 'not reached'}, "
-                           f"reset {q['reset_grad_steps'] if q['reset_grad_steps'] is not None else 'not reached'} -> {q['verdict']}")
+                steps = ["not reached" if q[k] is None else q[k] for k in ("condition_grad_steps", "baseline_grad_steps")]
+                out.append(f"  - seed {q['seed']}: {label} {steps[0]}, {base} {steps[1]} -> {name.get(q['verdict'], q['verdict'])}")
         out.append("")
     return "\n".join(out)
 
@@ -296,8 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=PROG, description="Train one vmapped multi-seed run per --z-carry condition and compare "
                       "them (success / episode length curves, gradient steps to 90/95/99% success).",
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--z-carry", nargs="+", default=["last_token", "reset"], choices=Z_CHOICES, dest="conditions",
-                   metavar="Z", help=f"conditions to train, one run each ({', '.join(Z_CHOICES)})")
+    p.add_argument("--z-carry", nargs="+", default=None, choices=Z_CHOICES, dest="conditions",
+                   metavar="Z", help=f"conditions to train, one run each ({', '.join(Z_CHOICES)}; default: last_token "
+                   "reset); with --vary, one value: the z carry of every condition")
+    p.add_argument("--vary", default=None, metavar="FLAG=V1,V2",
+                   help="instead of z carry, compare values of any config flag, one condition (run directory "
+                        "OUT/<field>=<value>) per value, every other flag as given; the first value is the baseline "
+                        "the others are paired with seed by seed (e.g. --vary q-init-scale=1,0.1)")
     p.add_argument("--out", default=None, help="sweep directory (default: runs/sweep-<env>-<preset>); "
                    "one run directory per condition inside it")
     p.add_argument("--resume", action="store_true",
@@ -320,26 +352,47 @@ def resolve(argv: list[str] | None = None):
     from dataclasses import replace
 
     from hrm_jax.agent import make_env
-    from hrm_jax.cli import config_from_args, fail
+    from hrm_jax.cli import config_from_args, fail, flag_name, parse_field_values
     from hrm_jax.config import ConfigError, validate
 
     args = build_parser().parse_args(argv)
     if args.sustain < 1:
         fail(f"--sustain {args.sustain}: must be >= 1 (consecutive evaluations at or above a threshold)", PROG)
-    if len(set(args.conditions)) != len(args.conditions):
+    if args.conditions and len(set(args.conditions)) != len(args.conditions):
         fail(f"--z-carry {' '.join(args.conditions)}: a condition is repeated", PROG)
+    args.varied = None  # (section, field) of --vary
+    if args.vary is not None:
+        try:
+            section, name, values = parse_field_values(args.vary)
+        except ConfigError as exc:
+            fail(str(exc), PROG)
+        if name in ("z_carry", "seeds", "first_agent"):
+            fail(f"--vary {args.vary}: {name} is set by the sweep itself ({'--z-carry' if name == 'z_carry' else '--seeds, --resume'})", PROG)
+        if getattr(args, f"{section}__{name}", None) is not None:
+            fail(f"--vary {args.vary}: {flag_name(section, name)} is also given; give its values in --vary only", PROG)
+        if args.conditions and len(args.conditions) > 1:
+            fail(f"--vary with --z-carry {' '.join(args.conditions)}: vary one thing at a time (one --z-carry value)", PROG)
+        args.varied = (section, name)
     base = config_from_args(args, PROG)
     try:
         make_env(base.env)
     except ValueError as exc:
         fail(str(exc), PROG)
+    if args.vary is None:
+        variants = {c: ("model", "z_carry", c) for c in args.conditions or ["last_token", "reset"]}
+    else:
+        if args.conditions:
+            base = replace(base, model=replace(base.model, z_carry=args.conditions[0]))
+        variants = {vary_condition(name, v): (section, name, v) for v in values}
+    args.conditions = list(variants)
     cfgs = {}
-    for c in args.conditions:
+    for c, (section, name, v) in variants.items():
         try:
-            cfgs[c] = validate(replace(base, model=replace(base.model, z_carry=c)))
+            cfgs[c] = validate(replace(base, **{section: replace(getattr(base, section), **{name: v})}))
         except ConfigError as exc:
-            fail(str(exc), PROG)
-    out = args.out or os.path.join("runs", f"sweep-{base.env.name}-{args.preset}")
+            fail(f"--vary {args.vary}: {exc}" if args.vary else str(exc), PROG)
+    suffix = f"-{args.varied[1]}" if args.varied else ""
+    out = args.out or os.path.join("runs", f"sweep-{base.env.name}-{args.preset}{suffix}")
     if args.compare_only:
         for c in args.conditions:
             if not os.path.isfile(os.path.join(out, c, "metrics.jsonl")):
@@ -497,14 +550,18 @@ def main(argv: list[str] | None = None) -> int:
         if status != 0:
             print(f"{PROG}: training stopped with status {status}; the comparison is not written", file=sys.stderr)
             return status
-    res = compare(out, list(cfgs), title=run_title(os.path.join(out, next(iter(cfgs)))), sustain=args.sustain)
+    conditions = list(cfgs)
+    varied = (f"{args.varied[0]}.{args.varied[1]}",) if args.varied else ()
+    res = compare(out, conditions, title=run_title(os.path.join(out, conditions[0]), ignore=varied),
+                  sustain=args.sustain, baseline=conditions[0] if args.varied else "reset")
     print(f"\nwrote {os.path.join(out, 'comparison.png')}, comparison.md, comparison.json")
-    for c, p in res["carry_before_reset"].items():
-        print(f"{condition_label(c)} reached 95% before Reset Z in {p['carry_first']} of {p['pairs']} seed pairs "
-              f"(paper: 4 of 5 in the maze)")
-    for c, p in res["carry_above_reset_mean_success"].items():
-        print(f"{condition_label(c)} had a higher mean success (area under the curve) than Reset Z in "
-              f"{p['carry_higher']} of {p['pairs']} seed pairs")
+    base = condition_label(res["baseline"]) if res["baseline"] else ""
+    paper = " (paper: 4 of 5 in the maze)" if "paper" in res else ""
+    for c, p in res["before_baseline"].items():
+        print(f"{condition_label(c)} reached 95% before {base} in {p['condition_first']} of {p['pairs']} seed pairs{paper}")
+    for c, p in res["mean_success_above_baseline"].items():
+        print(f"{condition_label(c)} had a higher mean success (area under the curve) than {base} in "
+              f"{p['condition_higher']} of {p['pairs']} seed pairs")
     return 0
 
 

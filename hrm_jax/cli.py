@@ -91,3 +91,33 @@ def config_from_args(args: argparse.Namespace, prog: str = "hrm-jax") -> Config:
     except ConfigError as exc:
         fail(str(exc), prog)
         raise  # unreachable
+
+
+def parse_field_values(spec: str) -> tuple[str, str, list]:
+    """`FLAG=V1,V2,...` (e.g. "q-init-scale=1,0.1"; the flag with or without dashes, '_' or '-')
+    -> (section, field name, [typed values]). Raises ConfigError (one line) on an unknown field, a
+    value of the wrong type or outside the field's choices, a repeated value, or fewer than two."""
+    name, sep, raw = spec.partition("=")
+    if not sep or not name or not raw:
+        raise ConfigError(f"--vary {spec!r}: expected FLAG=V1,V2 (e.g. q-init-scale=1,0.1)")
+    key = name.strip().lstrip("-").replace("_", "-")
+    found = [(s, f) for s, cls in SECTIONS for f in fields(cls) if flag_name(s, f.name) == "--" + key]
+    if not found:
+        raise ConfigError(f"--vary {spec!r}: {name!r} is not a config flag (see --help for the flags)")
+    section, f = found[0]
+    kind, choices = type(f.default), f.metadata.get("choices")
+    parse = _parse_bool if kind is bool else _typed(kind)
+    values = []
+    for text in raw.split(","):
+        try:
+            v = parse(text.strip())
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"--vary {spec!r}: {exc}") from None
+        if choices and v not in choices:
+            raise ConfigError(f"--vary {spec!r}: {v!r} is not allowed; choose from: {', '.join(choices)}")
+        if v in values:
+            raise ConfigError(f"--vary {spec!r}: the value {v!r} is repeated")
+        values.append(v)
+    if len(values) < 2:
+        raise ConfigError(f"--vary {spec!r}: give at least two values to compare")
+    return section, f.name, values

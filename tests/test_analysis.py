@@ -101,9 +101,10 @@ def test_threshold_crossing_on_synthetic_curves():
     assert cr[1]["0.90"]["grad_steps"] == 200 and cr[1]["0.95"]["grad_steps"] == 200 and cr[1]["0.99"] is None
     reset = sweep.crossings_by_seed(rows_for(0, [0.1, 0.2, 0.3, 0.96]) + rows_for(1, [0.1, 0.95]) + rows_for(2, [0.0]))
     carry = sweep.crossings_by_seed(rows + rows_for(2, [0.0]))
-    res = sweep.carry_before_reset(carry, reset)
-    assert [p["verdict"] for p in res["per_seed"]] == ["carry first", "tie", "neither reached"]
-    assert (res["carry_first"], res["ties"], res["neither"], res["pairs"]) == (1, 1, 1, 3)
+    res = sweep.before_baseline(carry, reset)
+    assert [p["verdict"] for p in res["per_seed"]] == ["condition first", "tie", "neither reached"]
+    assert (res["condition_first"], res["ties"], res["neither"], res["pairs"]) == (1, 1, 1, 3)
+    assert sweep.before_baseline(reset, carry)["baseline_first"] == 1
     # --sustain 2: a threshold must hold at two consecutive evaluations; the first of them counts
     held = sweep.crossings_by_seed(rows, sustain=2)
     assert held[0]["0.90"]["grad_steps"] == 200 and held[0]["0.95"] is None and held[0]["0.99"] is None
@@ -116,9 +117,9 @@ def test_mean_success_pairs_on_synthetic_curves():
     carry = sweep.mean_success_by_seed(rows_for(0, [0.2, 0.4, 0.6]) + rows_for(1, [0.1, 0.1]) + rows_for(2, [0.5]))
     reset = sweep.mean_success_by_seed(rows_for(0, [0.0, 0.3, 0.9]) + rows_for(1, [0.0, 0.4]) + rows_for(2, [0.5]))
     assert carry == pytest.approx({0: 0.4, 1: 0.1, 2: 0.5}) and reset == pytest.approx({0: 0.4, 1: 0.2, 2: 0.5})
-    res = sweep.carry_above_reset({0: 0.45, 1: 0.1, 2: 0.5}, reset)
-    assert [p["verdict"] for p in res["per_seed"]] == ["carry higher", "reset higher", "tie"]
-    assert (res["carry_higher"], res["reset_higher"], res["ties"], res["pairs"]) == (1, 1, 1, 3)
+    res = sweep.above_baseline({0: 0.45, 1: 0.1, 2: 0.5}, reset)
+    assert [p["verdict"] for p in res["per_seed"]] == ["condition higher", "baseline higher", "tie"]
+    assert (res["condition_higher"], res["baseline_higher"], res["ties"], res["pairs"]) == (1, 1, 1, 3)
 
 
 def test_compare_writes_table_and_figure(tmp_path):
@@ -129,15 +130,17 @@ def test_compare_writes_table_and_figure(tmp_path):
         (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (d / "config.json").write_text(json.dumps(dict(env=dict(name="four_rooms"), model=dict(z_carry=c))))
     res = sweep.compare(str(tmp_path), ["last_token", "reset"])
-    assert res["carry_before_reset"]["last_token"]["carry_first"] == 0
-    assert res["carry_before_reset"]["last_token"]["ties"] == 1
+    assert res["baseline"] == "reset" and res["before_baseline"]["last_token"]["condition_first"] == 0
+    assert res["before_baseline"]["last_token"]["ties"] == 1 and "4 of 5" in res["paper"]
     md = (tmp_path / "comparison.md").read_text()
+    assert md.startswith("# Carry Z (last_token) vs Reset Z: four_rooms")
     assert "not reached" in md and "| Carry Z (last_token) | 0 | 200 | 2,000 | 3.0 |" in md
     assert "| Carry Z (last_token) | 0.730, 0.600 | 0.665 |" in md and "in **0 of 2** seed pairs" in md
+    assert "  - seed 1: Carry Z (last_token) not reached, Reset Z 100 -> Reset Z first" in md
     assert (tmp_path / "comparison.png").stat().st_size > 0
     assert json.loads((tmp_path / "comparison.json").read_text())["conditions"]["reset"]["seeds"] == 2
     res = sweep.compare(str(tmp_path), ["last_token", "reset"], sustain=2)
-    assert res["sustain"] == 2 and res["carry_before_reset"]["last_token"]["per_seed"][1]["verdict"] == "reset first"
+    assert res["sustain"] == 2 and res["before_baseline"]["last_token"]["per_seed"][1]["verdict"] == "baseline first"
     md = (tmp_path / "comparison.md").read_text()
     assert "## First of 2 consecutive evaluation points (`--sustain 2`) with greedy success >= 95%" in md
 
@@ -187,6 +190,16 @@ def test_claim_tally_over_agent_pairs():
 @pytest.mark.parametrize("argv, message", [
     (["--z-carry", "reset", "reset"], "a condition is repeated"),
     (["--sustain", "0"], "--sustain 0: must be >= 1"),
+    (["--vary", "q-init-scale=1"], "--vary 'q-init-scale=1': give at least two values to compare"),
+    (["--vary", "q-init-scale=1,1.0"], "the value 1.0 is repeated"),
+    (["--vary", "hidden=32,40.5"], "--vary 'hidden=32,40.5': expected int, got '40.5'"),
+    (["--vary", "q-head=mlp,best"], "'best' is not allowed; choose from: last_token_linear, agent_token_linear, mlp"),
+    (["--vary", "no-such-flag=1,2"], "'no-such-flag' is not a config flag"),
+    (["--vary", "lr"], "expected FLAG=V1,V2"),
+    (["--vary", "lr=0.001,-1"], "--vary lr=0.001,-1: lr=-1.0 must be > 0"),
+    (["--vary", "lr=0.001,0.01", "--lr", "0.1"], "--lr is also given; give its values in --vary only"),
+    (["--vary", "z-carry=reset,full"], "z_carry is set by the sweep itself (--z-carry)"),
+    (["--vary", "lr=0.001,0.01", "--z-carry", "reset", "full"], "vary one thing at a time"),
 ])
 def test_sweep_rejects_bad_input_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -194,6 +207,39 @@ def test_sweep_rejects_bad_input_in_one_line(argv, message, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_vary_makes_one_condition_per_value_of_any_flag(tmp_path):
+    from dataclasses import replace
+
+    from hrm_jax import config as C
+
+    args, cfgs, out = sweep.resolve(["--preset", "tiny", "--vary=--q-init-scale=1,0.1,0", "--z-carry", "reset",
+                                     "--seeds", "2"])
+    assert list(cfgs) == ["q_init_scale=1.0", "q_init_scale=0.1", "q_init_scale=0.0"]
+    assert out == os.path.join("runs", "sweep-four_rooms-tiny-q_init_scale")
+    want = C.override(C.override(C.TINY, "model", z_carry="reset"), "train", seeds=2)
+    for c, scale in zip(cfgs, (1.0, 0.1, 0.0)):
+        assert cfgs[c] == replace(want, model=replace(want.model, q_init_scale=scale))
+    _, cfgs, _ = sweep.resolve(["--preset", "tiny", "--vary", "build_act_head=false,true", "--env", "corridor_maze"])
+    assert list(cfgs) == ["build_act_head=false", "build_act_head=true"]
+    assert [c.model.build_act_head for c in cfgs.values()] == [False, True]
+    assert {c.model.z_carry for c in cfgs.values()} == {C.TINY.model.z_carry}  # the preset's, not both
+    assert {c.env.name for c in cfgs.values()} == {"corridor_maze"}
+    # the comparison pairs every value with the first one
+    for c, rows in (("lr=0.001", rows_for(0, [0.5, 0.96]) + rows_for(1, [0.5, 0.7])),
+                    ("lr=0.01", rows_for(0, [0.96, 0.97]) + rows_for(1, [0.2, 0.4]))):
+        (tmp_path / c).mkdir()
+        (tmp_path / c / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (tmp_path / c / "config.json").write_text(json.dumps(dict(env=dict(name="four_rooms"))))
+    res = sweep.compare(str(tmp_path), ["lr=0.001", "lr=0.01"], baseline="lr=0.001")
+    assert res["baseline"] == "lr=0.001" and "paper" not in res
+    assert [p["verdict"] for p in res["before_baseline"]["lr=0.01"]["per_seed"]] == ["condition first", "neither reached"]
+    assert res["mean_success_above_baseline"]["lr=0.01"]["condition_higher"] == 1
+    md = (tmp_path / "comparison.md").read_text()
+    assert md.startswith("# lr=0.001 vs lr=0.01: four_rooms")
+    assert "- lr=0.01 first in **1 of 2** pairs (lr=0.001 first 0, ties 0, neither reached 1)." in md
+    assert "Paper" not in md
 
 
 @pytest.fixture(scope="module")
@@ -206,22 +252,28 @@ def tiny_sweep(tmp_path_factory):
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--parallel needs a core per condition")
-def test_parallel_sweep_trains_each_condition_pinned_to_its_own_core(tiny_sweep, tmp_path):
+def test_parallel_vary_sweep_trains_each_value_pinned_to_its_own_core(tiny_sweep, tmp_path, capsys):
+    """--vary with --parallel: one process per value of the flag, each on its own core. The
+    baseline value (the tiny preset's own Q init, carry Z) is the serial sweep's carry-Z agent."""
     out = tmp_path / "p"
-    assert sweep.main(["--preset", "tiny", "--z-carry", "last_token", "reset", "--seeds", "1", "--total-grad-steps",
-                       "20", "--out", str(out), "--parallel"]) == 0
+    assert sweep.main(["--preset", "tiny", "--vary", "q-init-scale=1,0.5", "--z-carry", "last_token", "--seeds", "1",
+                       "--total-grad-steps", "20", "--out", str(out), "--parallel"]) == 0
     groups = sweep.core_groups(sorted(os.sched_getaffinity(0)), 2)
-    for c, cores in zip(("last_token", "reset"), groups):
+    for c, cores in zip(("q_init_scale=1.0", "q_init_scale=0.5"), groups):
         log = (out / f"{c}.log").read_text()
         assert f"pinned to CPU cores {','.join(map(str, cores))}\n" in log
         assert f"agents 0..0 vmapped -> {out / c}" in log
-        ours = [json.loads(l) for l in (out / c / "metrics.jsonl").read_text().splitlines()]
-        serial = [json.loads(l) for l in (tiny_sweep / c / "metrics.jsonl").read_text().splitlines()]
-        # the same agents as the serial sweep (one thread instead of two: float sums may be ordered differently)
-        assert [r["grad_steps"] for r in ours] == [r["grad_steps"] for r in serial] == [20]
-        assert ours[0]["env_steps"] == serial[0]["env_steps"]
-        assert ours[0]["loss"] == pytest.approx(serial[0]["loss"], rel=1e-3)
-    assert json.loads((out / "comparison.json").read_text())["conditions"]["reset"]["seeds"] == 1
+        assert json.loads((out / c / "config.json").read_text())["model"]["q_init_scale"] == float(c.split("=")[1])
+    ours = [json.loads(l) for l in (out / "q_init_scale=1.0" / "metrics.jsonl").read_text().splitlines()]
+    serial = [json.loads(l) for l in (tiny_sweep / "last_token" / "metrics.jsonl").read_text().splitlines()]
+    # the same agent as the serial sweep's (one thread instead of two: float sums may be ordered differently)
+    assert [r["grad_steps"] for r in ours] == [r["grad_steps"] for r in serial] == [20]
+    assert ours[0]["env_steps"] == serial[0]["env_steps"]
+    assert ours[0]["loss"] == pytest.approx(serial[0]["loss"], rel=1e-3)
+    res = json.loads((out / "comparison.json").read_text())
+    assert res["baseline"] == "q_init_scale=1.0" and list(res["before_baseline"]) == ["q_init_scale=0.5"]
+    printed = capsys.readouterr().out
+    assert "q_init_scale=0.5 reached 95% before q_init_scale=1.0 in " in printed and "paper" not in printed
     assert sweep.core_groups([0, 1, 2, 3, 4], 2) == [[0, 1, 2], [3, 4]]
 
 
