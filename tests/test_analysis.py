@@ -431,3 +431,52 @@ def test_analyze_with_more_segments_than_trained(tiny_sweep, tmp_path, capsys):
             assert len(curve) == 3, key  # k = 1..3 against z_4 (conv) / k = 2..4 against z_1 (div)
     md = (out / "report.md").read_text()
     assert "differ from training" in md and "| 4 (2) |" in md and "k=3" in md
+
+
+def test_reproduce_goes_on_from_a_finished_sweep_and_writes_one_report(tiny_sweep, tmp_path, capsys):
+    """experiments.reproduce = sweep + analyze_agents per maze + report.md. With --resume on a
+    finished sweep it trains nothing (the sweep keeps both conditions) and analyses every pair."""
+    import shutil
+
+    from experiments import reproduce
+
+    out = tmp_path / "r"
+    shutil.copytree(tiny_sweep, out / "four_rooms")
+    before = (out / "four_rooms" / "last_token" / "metrics.jsonl").read_text()
+    argv = ["--preset", "tiny", "--envs", "four_rooms", "--seeds", "1", "--total-grad-steps", "20", "--analysis-envs", "8",
+            "--out", str(out), "--no-progress"]
+    with pytest.raises(SystemExit) as exc:  # without --resume the existing sweep is refused, nothing touched
+        reproduce.main(argv)
+    assert exc.value.code == 2 and "use --resume" in capsys.readouterr().err
+    assert reproduce.main(argv + ["--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "Carry Z (last_token): " in err and "is finished, kept" in err
+    assert (out / "four_rooms" / "last_token" / "metrics.jsonl").read_text() == before
+    md = (out / "report.md").read_text()
+    assert "## four_rooms" in md and "![carry vs reset](four_rooms/comparison.png)" in md and "corridor_maze" not in md
+    assert "reached 95% greedy success before Reset Z in **" in md and "| carry Z: smaller first-to-final distance |" in md
+    assert (out / "four_rooms" / "agents" / "agent-0" / "report.md").is_file()
+    times = json.loads((out / "report.json").read_text())["parts"]["four_rooms"]
+    assert set(times) == {"sweep_s", "analysis_s"} and all(v > 0 for v in times.values())
+    # the flags given are passed on to each maze's sweep, as flags
+    args = reproduce.build_parser().parse_args(["--lr", "0.01", "--build-act-head", "true", "--envs", "corridor_maze"])
+    assert reproduce.steps(args, "o")[0] == ("corridor_maze", "sweep", [
+        "--env", "corridor_maze", "--z-carry", "last_token", "reset", "--seeds", "5", "--out", os.path.join("o", "corridor_maze"),
+        "--preset", "cpu", "--build-act-head", "true", "--lr", "0.01"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "0"], "--seeds 0: must be >= 1"),
+    (["--envs", "four_rooms", "four_rooms"], "a maze is repeated"),
+    (["--lr", "-1"], "lr=-1.0 must be > 0"),
+    (["--z-carry", "reset"], "unrecognized arguments: --z-carry reset"),
+])
+def test_reproduce_rejects_bad_input_in_one_line(argv, message, tmp_path, capsys):
+    from experiments import reproduce
+
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main(argv + ["--out", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,160 @@
+"""The whole reproduction in one command: the carry-Z vs reset-Z sweep on both mazes, the analysis
+of z over every agent pair, and one report.
+
+    python -m experiments.reproduce --parallel                       # cpu preset, 5 seeds, both mazes
+    python -m experiments.reproduce --parallel --preset random_goal  # the preset that learns the random goal here
+    python -m experiments.reproduce --preset paper                   # the paper's configuration (a GPU)
+    python -m experiments.reproduce --resume --out runs/reproduce-cpu   # go on after an interrupt
+
+Per maze E (`--envs`, default four_rooms corridor_maze), one after the other:
+1. `experiments.sweep --env E --z-carry last_token reset --seeds S` into OUT/E/ (with --parallel the
+   two conditions train side by side, a core each): comparison.png/.md/.json;
+2. `experiments.analyze_agents OUT/E` into OUT/E/agents/: the analysis of z for every agent pair
+   and the tally of the paper's claims (summary.md/.json).
+Then OUT/report.md: per maze the comparison figure, which condition reached 95% first in how many
+seed pairs, the claim tally, and the wall time of every step; the machine it ran on.
+
+Every config flag is passed on to the sweeps (the same flags as experiments.run). An interrupted
+reproduction goes on with --resume: finished sweeps are kept, an unfinished one resumes from its
+checkpoints, and the analyses run again.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+
+PROG = "python -m experiments.reproduce"
+ENVS = ("four_rooms", "corridor_maze")
+SKIP = ("name", "z_carry", "seeds", "first_agent")  # set per maze and per condition by the reproduction
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hrm_jax.cli import OneLineParser, add_config_flags
+
+    p = OneLineParser(prog=PROG, description="Reproduce the paper: the carry-Z vs reset-Z sweep on each maze, the "
+                      "analysis of z over every agent pair, one report.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS, metavar="ENV",
+                   help=f"mazes, one sweep each ({', '.join(ENVS)})")
+    p.add_argument("--seeds", type=int, default=5, help="agents per condition (the paper: 5)")
+    p.add_argument("--out", default=None, help="output directory (default: runs/reproduce-<preset>); one sweep directory per maze inside")
+    p.add_argument("--resume", action="store_true", help="go on with the reproduction in --out (finished sweeps are kept)")
+    p.add_argument("--parallel", action="store_true", help="train each sweep's two conditions side by side, one process per "
+                   "condition pinned to its share of the CPU cores (experiments.sweep --parallel)")
+    p.add_argument("--analysis-envs", type=int, default=1024, help="greedy episodes per agent in the analysis of z")
+    p.add_argument("--segments", type=int, default=None,
+                   help="segments per step in the analysis rollouts (default: as trained)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_flags(p, skip=SKIP)
+    return p
+
+
+def config_flags(args: argparse.Namespace) -> list[str]:
+    """The config flags given on the command line, as flags again (to pass on to the sweeps)."""
+    from hrm_jax.cli import SECTIONS, flag_name
+
+    out = ["--preset", args.preset]
+    for section, _ in SECTIONS:
+        for k, v in vars(args).items():
+            if k.startswith(section + "__") and v is not None:
+                out += [flag_name(section, k.split("__", 1)[1]), str(v).lower() if isinstance(v, bool) else str(v)]
+    return out
+
+
+def steps(args: argparse.Namespace, out: str) -> list[tuple[str, str, list[str]]]:
+    """[(maze, "sweep" | "analysis", argv)] in the order they run."""
+    plan = []
+    for env in args.envs:
+        sweep_dir = os.path.join(out, env)
+        sweep = (["--env", env, "--z-carry", "last_token", "reset", "--seeds", str(args.seeds), "--out", sweep_dir]
+                 + config_flags(args) + ["--resume"] * args.resume + ["--parallel"] * args.parallel
+                 + ["--no-progress"] * args.no_progress)
+        analysis = [sweep_dir, "--envs", str(args.analysis_envs)] + (
+            ["--segments", str(args.segments)] if args.segments is not None else [])
+        plan += [(env, "sweep", sweep), (env, "analysis", analysis)]
+    return plan
+
+
+def report_markdown(meta: dict, parts: dict[str, dict]) -> str:
+    """report.md from each maze's comparison.json and agents/summary.json."""
+    out = ["# Reproduction: carry Z vs reset Z, and the analysis of z", "", f"Command: `{meta['command']}`", "",
+           f"Machine: {meta['machine']}. Started {meta['started']}, {meta['total_s']:,.0f} s in all "
+           "(this invocation; with --resume, what earlier invocations trained is not counted).", ""]
+    for env, p in parts.items():
+        res, tally = p["comparison"], p["tally"]
+        out += [f"## {env}", "", f"![carry vs reset]({env}/comparison.png)", "",
+                f"Sweep: [`{env}/comparison.md`]({env}/comparison.md) ({p['sweep_s']:,.0f} s); analysis of z: "
+                f"[`{env}/agents/summary.md`]({env}/agents/summary.md) ({p['analysis_s']:,.0f} s).", ""]
+        for c, pair in res["before_baseline"].items():
+            auc = res["mean_success_above_baseline"][c]
+            out.append(f"- {res['conditions'][c]['label']} reached 95% greedy success before Reset Z in "
+                       f"**{pair['condition_first']} of {pair['pairs']}** seed pairs (Reset Z first {pair['baseline_first']}, "
+                       f"neither {pair['neither']}; the paper: 4 of 5 in the maze); higher mean success (area under the "
+                       f"curve) in {auc['condition_higher']} of {auc['pairs']}.")
+        for c, d in res["conditions"].items():
+            f = d["final"]
+            out.append(f"- {d['label']}, greedy success at {f['grad_steps']:,} gradient steps: "
+                       f"{', '.join(f'{v:.2f}' for v in f['success'])}")
+        out += ["", "| paper claim | supported | partly | not supported | holds for z_H | holds for z_L |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for r in tally:
+            n = r["pairs"]
+            out.append(f"| {r['claim']} | {r['supported']} of {n} | {r['partly']} of {n} | {r['not_supported']} of {n} | "
+                       f"{r['z_H_holds']} of {n} | {r['z_L_holds']} of {n} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from experiments import analyze_agents, sweep
+    from hrm_jax.cli import config_from_args, fail
+
+    args = build_parser().parse_args(argv)
+    config_from_args(args, PROG)  # the preset and flags, checked once here (one line, exit 2)
+    if args.seeds < 1:
+        fail(f"--seeds {args.seeds}: must be >= 1", PROG)
+    if args.analysis_envs < 1:
+        fail(f"--analysis-envs {args.analysis_envs}: must be >= 1", PROG)
+    if args.segments is not None and args.segments < 1:
+        fail(f"--segments {args.segments}: must be >= 1", PROG)
+    if len(set(args.envs)) != len(args.envs):
+        fail(f"--envs {' '.join(args.envs)}: a maze is repeated", PROG)
+    out = args.out or os.path.join("runs", f"reproduce-{args.preset}")
+    plan = steps(args, out)
+    for env, kind, argv_ in plan:  # every sweep's flags are checked before anything trains
+        if kind == "sweep":
+            sweep.resolve(argv_)
+    os.makedirs(out, exist_ok=True)
+    started, t_all = datetime.datetime.now().isoformat(timespec="seconds"), time.time()
+    parts: dict[str, dict] = {}
+    for env, kind, argv_ in plan:
+        print(f"== {PROG}: {env}: {kind}", file=sys.stderr, flush=True)
+        t0 = time.time()
+        status = sweep.main(argv_) if kind == "sweep" else analyze_agents.main(argv_)
+        parts.setdefault(env, {})[f"{kind}_s"] = time.time() - t0
+        if status != 0:
+            print(f"{PROG}: {env}: {kind} stopped with status {status}; go on with --resume --out {out}", file=sys.stderr)
+            return status
+    for env in args.envs:
+        with open(os.path.join(out, env, "comparison.json")) as fh:
+            parts[env]["comparison"] = json.load(fh)
+        with open(os.path.join(out, env, "agents", "summary.json")) as fh:
+            parts[env]["tally"] = json.load(fh)["tally"]
+    from experiments.bench import machine_info, machine_text
+
+    meta = dict(command=" ".join([PROG] + (argv if argv is not None else sys.argv[1:])), started=started,
+                total_s=time.time() - t_all, machine=machine_text(machine_info()).removeprefix("machine: ").replace("\n", "; "))
+    with open(os.path.join(out, "report.md"), "w") as fh:
+        fh.write(report_markdown(meta, parts))
+    with open(os.path.join(out, "report.json"), "w") as fh:
+        json.dump(dict(meta=meta, parts={e: {k: v for k, v in p.items() if k.endswith("_s")} for e, p in parts.items()}),
+                  fh, indent=2)
+    print(f"\nwrote {os.path.join(out, 'report.md')} ({meta['total_s']:,.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
