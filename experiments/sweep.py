@@ -323,9 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=PROG, description="Train one vmapped multi-seed run per --z-carry condition and compare "
                       "them (success / episode length curves, gradient steps to 90/95/99% success).",
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # "%(default).0s" prints nothing; it keeps argparse from appending "(default: None)"
     p.add_argument("--z-carry", nargs="+", default=None, choices=Z_CHOICES, dest="conditions",
                    metavar="Z", help=f"conditions to train, one run each ({', '.join(Z_CHOICES)}; default: last_token "
-                   "reset); with --vary, one value: the z carry of every condition")
+                   "reset); with --vary, one value: the z carry of every condition (default: the preset's)%(default).0s")
     p.add_argument("--vary", default=None, metavar="FLAG=V1,V2",
                    help="instead of z carry, compare values of any config flag, one condition (run directory "
                         "OUT/<field>=<value>) per value, every other flag as given; the first value is the baseline "
