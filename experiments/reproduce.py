@@ -133,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     for env, kind, argv_ in plan:
         print(f"== {PROG}: {env}: {kind}", file=sys.stderr, flush=True)
         t0 = time.time()
-        status = sweep.main(argv_) if kind == "sweep" else analyze_agents.main(argv_)
+        try:
+            status = sweep.main(argv_) if kind == "sweep" else analyze_agents.main(argv_)
+        except KeyboardInterrupt:  # training saves its checkpoint itself (experiments.run.train_run)
+            status = 130
         parts.setdefault(env, {})[f"{kind}_s"] = time.time() - t0
         if status != 0:
             print(f"{PROG}: {env}: {kind} stopped with status {status}; go on with --resume --out {out}", file=sys.stderr)

@@ -480,3 +480,18 @@ def test_reproduce_rejects_bad_input_in_one_line(argv, message, tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_reproduce_interrupted_says_how_to_go_on(tmp_path, monkeypatch, capsys):
+    from experiments import reproduce, sweep as sweep_mod
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_mod, "main", interrupted)
+    out = tmp_path / "r"
+    assert reproduce.main(["--preset", "tiny", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"four_rooms: sweep stopped with status 130; go on with --resume --out {out}" in err
+    assert not (out / "report.md").exists()
