@@ -95,18 +95,23 @@ def tally(pairs: list[dict]) -> list[dict]:
     return out
 
 
+def tally_lines(rows: list[dict]) -> list[str]:
+    """The tally (rows of `tally`) as a markdown table."""
+    out = ["| claim | supported | partly | not supported | holds for z_H | holds for z_L |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        n = r["pairs"]
+        out.append(f"| {r['claim']} | {r['supported']} of {n} | {r['partly']} of {n} | {r['not_supported']} of {n} | "
+                   f"{r['z_H_holds']} of {n} | {r['z_L_holds']} of {n} |")
+    return out
+
+
 def summary_markdown(meta: dict, pairs: list[dict], rows: list[dict]) -> str:
     out = ["# The paper's claims over every agent pair of a sweep", "", f"Command: `{meta['command']}`", "",
            f"Sweep `{meta['sweep_dir']}`: carry Z (`{meta['carry']}`) agent i against reset Z agent i, each pair analysed "
            f"by `experiments.analyze` on the same {meta['envs']} environments (eval seed {meta['eval_seed']}, p_change "
            f"{meta['p_change']}, segments {meta['segments'] or 'as trained'}); reports in `agent-<i>/`. A module's "
            "comparisons hold robustly when they hold in >= 95% of the episode-bootstrap resamples.", "",
-           "## Tally over agent pairs", "",
-           "| claim | supported | partly | not supported | holds for z_H | holds for z_L |", "|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        n = r["pairs"]
-        out.append(f"| {r['claim']} | {r['supported']} of {n} | {r['partly']} of {n} | {r['not_supported']} of {n} | "
-                   f"{r['z_H_holds']} of {n} | {r['z_L_holds']} of {n} |")
+           "## Tally over agent pairs", ""] + tally_lines(rows)
     out += ["", "## Per agent pair", "",
             "| agent | success carry / reset / carry with z reset | " + " | ".join(CLAIMS) + " |",
             "|---:|---|" + "---|" * len(CLAIMS)]

@@ -80,6 +80,8 @@ def steps(args: argparse.Namespace, out: str) -> list[tuple[str, str, list[str]]
 
 def report_markdown(meta: dict, parts: dict[str, dict]) -> str:
     """report.md from each maze's comparison.json and agents/summary.json."""
+    from experiments.analyze_agents import tally_lines
+
     out = ["# Reproduction: carry Z vs reset Z, and the analysis of z", "", f"Command: `{meta['command']}`", "",
            f"Machine: {meta['machine']}. Started {meta['started']}, {meta['total_s']:,.0f} s in all "
            "(this invocation; with --resume, what earlier invocations trained is not counted).", ""]
@@ -98,13 +100,7 @@ def report_markdown(meta: dict, parts: dict[str, dict]) -> str:
             f = d["final"]
             out.append(f"- {d['label']}, greedy success at {f['grad_steps']:,} gradient steps: "
                        f"{', '.join(f'{v:.2f}' for v in f['success'])}")
-        out += ["", "| paper claim | supported | partly | not supported | holds for z_H | holds for z_L |",
-                "|---|---:|---:|---:|---:|---:|"]
-        for r in tally:
-            n = r["pairs"]
-            out.append(f"| {r['claim']} | {r['supported']} of {n} | {r['partly']} of {n} | {r['not_supported']} of {n} | "
-                       f"{r['z_H_holds']} of {n} | {r['z_L_holds']} of {n} |")
-        out.append("")
+        out += ["", "The paper's claims over the agent pairs (analysis of z):", ""] + tally_lines(tally) + [""]
     return "\n".join(out)
 
 
@@ -118,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--seeds {args.seeds}: must be >= 1", PROG)
     if args.analysis_envs < 1:
         fail(f"--analysis-envs {args.analysis_envs}: must be >= 1", PROG)
-    if args.segments is not None and args.segments < 1:
-        fail(f"--segments {args.segments}: must be >= 1", PROG)
+    if args.segments is not None and args.segments < 2:  # checked here, not hours later by the analysis
+        fail(f"--segments {args.segments}: must be >= 2 (the analysis compares z after each segment with the last)", PROG)
     if len(set(args.envs)) != len(args.envs):
         fail(f"--envs {' '.join(args.envs)}: a maze is repeated", PROG)
     out = args.out or os.path.join("runs", f"reproduce-{args.preset}")

@@ -454,7 +454,7 @@ def test_reproduce_goes_on_from_a_finished_sweep_and_writes_one_report(tiny_swee
     assert (out / "four_rooms" / "last_token" / "metrics.jsonl").read_text() == before
     md = (out / "report.md").read_text()
     assert "## four_rooms" in md and "![carry vs reset](four_rooms/comparison.png)" in md and "corridor_maze" not in md
-    assert "reached 95% greedy success before Reset Z in **" in md and "| carry Z: smaller first-to-final distance |" in md
+    assert "reached 95% greedy success before Reset Z in **" in md and "\n| carry Z: smaller first-to-final distance | " in md
     assert (out / "four_rooms" / "agents" / "agent-0" / "report.md").is_file()
     times = json.loads((out / "report.json").read_text())["parts"]["four_rooms"]
     assert set(times) == {"sweep_s", "analysis_s"} and all(v > 0 for v in times.values())
@@ -468,6 +468,7 @@ def test_reproduce_goes_on_from_a_finished_sweep_and_writes_one_report(tiny_swee
 @pytest.mark.parametrize("argv, message", [
     (["--seeds", "0"], "--seeds 0: must be >= 1"),
     (["--envs", "four_rooms", "four_rooms"], "a maze is repeated"),
+    (["--segments", "1"], "--segments 1: must be >= 2"),
     (["--lr", "-1"], "lr=-1.0 must be > 0"),
     (["--z-carry", "reset"], "unrecognized arguments: --z-carry reset"),
 ])
