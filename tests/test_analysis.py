@@ -342,7 +342,7 @@ def test_sweep_with_more_seeds_trains_the_added_agents_in_a_new_run_directory(ti
         assert [json.loads(l)["seed"] for l in (added / "metrics.jsonl").read_text().splitlines()] == [1]
     comp = json.loads((out / "comparison.json").read_text())
     assert all(comp["conditions"][c]["seeds"] == 2 for c in before)
-    assert comp["carry_before_reset"]["last_token"]["pairs"] == 2
+    assert comp["before_baseline"]["last_token"]["pairs"] == 2
     # agent 1 trained alone is the second agent of a 2-seed run (its own key, init, envs, exploration)
     both = tmp_path / "both"
     assert run.main(["--preset", "tiny", "--z-carry", "reset", "--seeds", "2", "--total-grad-steps", "20",
