@@ -5,6 +5,7 @@ of z over every agent pair, and one report.
     python -m experiments.reproduce --parallel --preset random_goal  # the preset that learns the random goal here
     python -m experiments.reproduce --preset paper                   # the paper's configuration (a GPU)
     python -m experiments.reproduce --resume --out runs/reproduce-cpu   # go on after an interrupt
+    python -m experiments.reproduce --dry-run                        # the commands it would run, nothing trained
 
 Per maze E (`--envs`, default four_rooms corridor_maze), one after the other:
 1. `experiments.sweep --env E --z-carry last_token reset --seeds S` into OUT/E/ (with --parallel the
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segments", type=int, default=None,
                    help="segments per step in the analysis rollouts (default: as trained)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--dry-run", action="store_true", help="check everything, print each step's command and the "
+                   "gradient steps it trains, then exit without training")
     add_config_flags(p, skip=SKIP)
     return p
 
@@ -78,13 +81,31 @@ def steps(args: argparse.Namespace, out: str) -> list[tuple[str, str, list[str]]
     return plan
 
 
+def plan_text(plan: list[tuple[str, str, list[str]]], cfgs: dict[str, dict]) -> str:
+    """The steps as the commands they run, with the gradient steps each sweep trains
+    (cfgs: {maze: {condition: Config}} from sweep.resolve)."""
+    import shlex
+
+    lines, total = [], 0
+    for env, kind, argv_ in plan:
+        module = "experiments.sweep" if kind == "sweep" else "experiments.analyze_agents"
+        lines.append(f"{env} {kind}: python -m {module} {shlex.join(argv_)}")
+        if kind == "sweep":
+            for c, cfg in cfgs[env].items():
+                t = cfg.train
+                total += t.seeds * t.total_grad_steps
+                lines.append(f"    {c}: {t.seeds} agent(s) x {t.total_grad_steps:,} gradient steps")
+    lines.append(f"in all: {total:,} agent gradient steps (with --resume, what is trained already is kept)")
+    return "\n".join(lines)
+
+
 def report_markdown(meta: dict, parts: dict[str, dict]) -> str:
     """report.md from each maze's comparison.json and agents/summary.json."""
     from experiments.analyze_agents import tally_lines
 
     out = ["# Reproduction: carry Z vs reset Z, and the analysis of z", "", f"Command: `{meta['command']}`", "",
            f"Machine: {meta['machine']}. Started {meta['started']}, {meta['total_s']:,.0f} s in all "
-           "(this invocation; with --resume, what earlier invocations trained is not counted).", ""]
+           "(this invocation; the training time of each condition below counts every invocation).", ""]
     for env, p in parts.items():
         res, tally = p["comparison"], p["tally"]
         out += [f"## {env}", "", f"![carry vs reset]({env}/comparison.png)", "",
@@ -97,11 +118,26 @@ def report_markdown(meta: dict, parts: dict[str, dict]) -> str:
                        f"neither {pair['neither']}; the paper: 4 of 5 in the maze); higher mean success (area under the "
                        f"curve) in {auc['condition_higher']} of {auc['pairs']}.")
         for c, d in res["conditions"].items():
-            f = d["final"]
+            f, trained = d["final"], p["train_s"].get(c)
             out.append(f"- {d['label']}, greedy success at {f['grad_steps']:,} gradient steps: "
-                       f"{', '.join(f'{v:.2f}' for v in f['success'])}")
+                       f"{', '.join(f'{v:.2f}' for v in f['success'])}"
+                       + (f" (trained in {trained:,.0f} s over all invocations)" if trained is not None else ""))
         out += ["", "The paper's claims over the agent pairs (analysis of z):", ""] + tally_lines(tally) + [""]
     return "\n".join(out)
+
+
+def training_seconds(run_dirs: list[str]) -> float | None:
+    """Wall time a condition's agents trained, from each run directory's summary.json (which counts
+    every invocation: a resumed run adds its earlier time). Several run directories (seeds added by a
+    later sweep) trained one after the other, so their times add up. None if one has no summary."""
+    total = 0.0
+    for d in run_dirs:
+        path = os.path.join(d, "summary.json")
+        if not os.path.exists(path):
+            return None
+        with open(path) as fh:
+            total += max(s["wall_time_s"] for s in json.load(fh)["seeds"])
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--envs {' '.join(args.envs)}: a maze is repeated", PROG)
     out = args.out or os.path.join("runs", f"reproduce-{args.preset}")
     plan = steps(args, out)
-    for env, kind, argv_ in plan:  # every sweep's flags are checked before anything trains
-        if kind == "sweep":
-            sweep.resolve(argv_)
+    cfgs = {env: sweep.resolve(argv_)[1] for env, kind, argv_ in plan if kind == "sweep"}  # checked before anything trains
+    if args.dry_run:
+        print(plan_text(plan, cfgs))
+        return 0
     os.makedirs(out, exist_ok=True)
     started, t_all = datetime.datetime.now().isoformat(timespec="seconds"), time.time()
     parts: dict[str, dict] = {}
@@ -140,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     for env in args.envs:
         with open(os.path.join(out, env, "comparison.json")) as fh:
             parts[env]["comparison"] = json.load(fh)
+        parts[env]["train_s"] = {c: training_seconds(d["run_dirs"])
+                                 for c, d in parts[env]["comparison"]["conditions"].items()}
         with open(os.path.join(out, env, "agents", "summary.json")) as fh:
             parts[env]["tally"] = json.load(fh)["tally"]
     from experiments.bench import machine_info, machine_text

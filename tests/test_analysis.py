@@ -457,7 +457,13 @@ def test_reproduce_goes_on_from_a_finished_sweep_and_writes_one_report(tiny_swee
     assert "reached 95% greedy success before Reset Z in **" in md and "\n| carry Z: smaller first-to-final distance | " in md
     assert (out / "four_rooms" / "agents" / "agent-0" / "report.md").is_file()
     times = json.loads((out / "report.json").read_text())["parts"]["four_rooms"]
-    assert set(times) == {"sweep_s", "analysis_s"} and all(v > 0 for v in times.values())
+    assert set(times) == {"sweep_s", "analysis_s", "train_s"} and times["sweep_s"] > 0 and times["analysis_s"] > 0
+    # this invocation trained nothing; the report still gives each condition's training time, from
+    # the summaries the earlier invocation wrote
+    for c in ("last_token", "reset"):
+        trained = json.loads((out / "four_rooms" / c / "summary.json").read_text())["seeds"][0]["wall_time_s"]
+        assert trained > 0 and times["train_s"][c] == trained
+        assert f"(trained in {trained:,.0f} s over all invocations)" in md
     # the flags given are passed on to each maze's sweep, as flags
     args = reproduce.build_parser().parse_args(["--lr", "0.01", "--build-act-head", "true", "--envs", "corridor_maze"])
     assert reproduce.steps(args, "o")[0] == ("corridor_maze", "sweep", [
@@ -496,3 +502,31 @@ def test_reproduce_interrupted_says_how_to_go_on(tmp_path, monkeypatch, capsys):
     assert "Traceback" not in err
     assert f"four_rooms: sweep stopped with status 130; go on with --resume --out {out}" in err
     assert not (out / "report.md").exists()
+
+
+def test_reproduce_dry_run_prints_the_commands_and_writes_nothing(tmp_path, capsys):
+    from experiments import reproduce
+
+    out = tmp_path / "r"
+    argv = ["--preset", "tiny", "--seeds", "3", "--total-grad-steps", "60", "--envs", "corridor_maze", "--out", str(out)]
+    assert reproduce.main(argv + ["--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    sweep_dir = os.path.join(str(out), "corridor_maze")
+    assert lines == [
+        f"corridor_maze sweep: python -m experiments.sweep --env corridor_maze --z-carry last_token reset --seeds 3 "
+        f"--out {sweep_dir} --preset tiny --total-grad-steps 60",
+        "    last_token: 3 agent(s) x 60 gradient steps",
+        "    reset: 3 agent(s) x 60 gradient steps",
+        f"corridor_maze analysis: python -m experiments.analyze_agents {sweep_dir} --envs 1024",
+        "in all: 360 agent gradient steps (with --resume, what is trained already is kept)",
+    ]
+    assert not out.exists()
+    # the dry run checks what a real run checks, the sweeps' own checks included: runs already in the
+    # sweep's directory are refused without --resume (one line), and kept
+    (out / "corridor_maze" / "reset").mkdir(parents=True)
+    (out / "corridor_maze" / "reset" / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main(argv + ["--dry-run"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "use --resume" in err and len(err.splitlines()) == 1
+    assert (out / "corridor_maze" / "reset" / "metrics.jsonl").read_text() == "{}\n"
