@@ -287,15 +287,27 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
     """Run (or continue) training in `out`. Returns the process exit status.
     Ctrl-C during training saves a checkpoint after the current chunk (130); Ctrl-C before the
     loop (while compiling or restoring) or a second Ctrl-C ends at once, with one line (130)."""
+    early = {"interrupted": False}
+
+    def on_sigint_early(signum, frame):
+        # Python drops an exception raised inside a garbage-collector callback ("Exception ignored
+        # in _xla_gc_callback"), and JAX runs one while compiling: the flag keeps such a Ctrl-C, and
+        # _train_run raises it again before the first chunk
+        early["interrupted"] = True
+        raise KeyboardInterrupt
+
+    entry = signal.signal(signal.SIGINT, on_sigint_early)
     try:
-        return _train_run(cfg, out, resume, progress, nan_at)
+        return _train_run(cfg, out, resume, progress, nan_at, early)
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; what {out} held before is kept (`--resume {out}` continues from its last "
               "checkpoint)", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGINT, entry)
 
 
-def _train_run(cfg, out: str, resume: bool, progress: bool, nan_at: int | None) -> int:
+def _train_run(cfg, out: str, resume: bool, progress: bool, nan_at: int | None, early: dict) -> int:
     import jax
     import numpy as np
 
@@ -365,6 +377,8 @@ def _train_run(cfg, out: str, resume: bool, progress: bool, nan_at: int | None) 
     status = 0
     good_step, saved_step = step, step  # last finite state / last checkpoint (0: none)
     try:
+        if early["interrupted"]:  # a Ctrl-C before the loop that Python dropped (on_sigint_early)
+            raise KeyboardInterrupt
         for c in range(done_chunks, tr.num_chunks):
             tc = time.time()
             new_state, metrics = chunk(state)
