@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(out, "report.md"), "w") as fh:
         fh.write(report_markdown(meta, parts))
     with open(os.path.join(out, "report.json"), "w") as fh:
-        json.dump(dict(meta=meta, parts={e: {k: v for k, v in p.items() if k.endswith("_s")} for e, p in parts.items()}),
+        json.dump(dict(meta=meta, parts={e: {k: p[k] for k in ("sweep_s", "analysis_s", "train_s")} for e, p in parts.items()}),
                   fh, indent=2)
     print(f"\nwrote {os.path.join(out, 'report.md')} ({meta['total_s']:,.0f} s)")
     return 0
