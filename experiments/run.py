@@ -71,13 +71,14 @@ def resolve(argv: list[str] | None = None):
         given = {k: v for k, v in vars(args).items() if "__" in k and v is not None}
         for k, v in given.items():
             section, name = k.split("__", 1)
-            if name != "total_grad_steps" and getattr(getattr(saved, section), name) != v:
+            if name not in RESUME_MAY_CHANGE and getattr(getattr(saved, section), name) != v:
                 fail(f"--resume {args.resume}: {name}={v!r} contradicts the run's config ({name}="
                      f"{getattr(getattr(saved, section), name)!r})", PROG)
         try:
             cfg = extended(saved, given.get("train__total_grad_steps", saved.train.total_grad_steps))
         except ConfigError as exc:
             fail(f"--resume {args.resume}: {exc}", PROG)
+        cfg = with_seed_loop(cfg, given.get("train__seed_loop", saved.train.seed_loop))
     from hrm_jax import sharding
     if args.distributed:  # must come before anything touches JAX (make_env below builds arrays)
         sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
@@ -103,6 +104,16 @@ def resolve(argv: list[str] | None = None):
     elif args.resume and not args.dry_run:
         check_writable(out, "--resume", PROG)
     return args, cfg, out
+
+
+# flags a resumed run may set to other values than its config.json: how long it trains (`extended`)
+# and how each device loops over its seeds (the same state layout; results change by float rounding)
+RESUME_MAY_CHANGE = ("total_grad_steps", "seed_loop")
+
+
+def with_seed_loop(cfg, seed_loop: str):
+    """cfg running its seeds with `seed_loop` (TrainConfig.seed_loop)."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed_loop=seed_loop))
 
 
 def extended(saved, total_grad_steps: int):

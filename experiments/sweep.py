@@ -7,8 +7,8 @@
     python -m experiments.sweep --parallel --preset random_goal --seeds 5  # both conditions at once, a core each
     python -m experiments.sweep --vary q-init-scale=1,0.1 --seeds 5 --out runs/q-init  # any flag's values instead
 
-Every `--z-carry` value is one *condition*; its `--seeds` agents train vmapped in one program
-(`experiments.run.train_run`), one run directory per condition: OUT/<z_carry>/. Conditions run one
+Every `--z-carry` value is one *condition*; its `--seeds` agents train in one program, vmapped or
+looped (`--seed-loop`; `experiments.run.train_run`), one run directory per condition: OUT/<z_carry>/. Conditions run one
 after the other, or with `--parallel` side by side (one process per condition, each pinned to its
 share of the CPU cores; output in OUT/<z_carry>.log). Then the sweep directory gets:
 
@@ -272,7 +272,7 @@ def comparison_markdown(res: dict) -> str:
             out.append(f"| {d['label']} | reached | {reached} of {len(d['crossings'])} | | |")
         out.append("")
     out += ["Wall time: the whole program that trained the seed (the seeds of one run directory train together, "
-            "vmapped), compilation included.", ""]
+            "in one program), compilation included.", ""]
     if res["before_baseline"]:
         held = "" if sustain == 1 else f", held for {sustain} consecutive evaluations"
         out += [f"## Which reached 95% first ({base} as the baseline{held}, seeds paired by index)", ""]
@@ -320,7 +320,7 @@ def plot_comparison(rows: dict[str, list[dict]], optimal: float, path: str, titl
 def build_parser() -> argparse.ArgumentParser:
     from hrm_jax.cli import OneLineParser, add_config_flags
 
-    p = OneLineParser(prog=PROG, description="Train one vmapped multi-seed run per --z-carry condition and compare "
+    p = OneLineParser(prog=PROG, description="Train one multi-seed run per --z-carry condition and compare "
                       "them (success / episode length curves, gradient steps to 90/95/99% success).",
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # "%(default).0s" prints nothing; it keeps argparse from appending "(default: None)"
@@ -420,15 +420,15 @@ def plan_runs(sweep_dir: str, condition: str, cfg) -> list[tuple[str, object, bo
     line) if an existing run was trained with another config or --seeds would drop agents."""
     from dataclasses import replace
 
-    from experiments.run import extended
+    from experiments.run import extended, with_seed_loop
     from hrm_jax.config import Config, ConfigError
 
     plan, covered = [], 0
     for run_dir in condition_runs(sweep_dir, condition):
         with open(os.path.join(run_dir, "config.json")) as fh:
             saved = Config.from_dict(json.load(fh))
-        try:  # a larger --total-grad-steps extends the run (experiments.run.extended)
-            saved = extended(saved, cfg.train.total_grad_steps)
+        try:  # a larger --total-grad-steps extends the run (experiments.run.extended); the loop over seeds may change
+            saved = with_seed_loop(extended(saved, cfg.train.total_grad_steps), cfg.train.seed_loop)
         except ConfigError as exc:
             raise ConfigError(f"--resume: {run_dir}: {exc}") from None
         # the same config, except which agents this directory holds
@@ -461,7 +461,7 @@ def train_plan(condition: str, plan: list[tuple[str, object, bool]], progress: b
             print(f"{condition_label(condition)}: {run_dir} is finished, kept", file=sys.stderr)
             continue
         t = cfg.train
-        print(f"== {condition_label(condition)}: agents {t.first_agent}..{t.first_agent + t.seeds - 1} vmapped -> {run_dir}",
+        print(f"== {condition_label(condition)}: agents {t.first_agent}..{t.first_agent + t.seeds - 1} ({t.seed_loop}) -> {run_dir}",
               file=sys.stderr, flush=True)
         status = train_run(cfg, run_dir, resume=resume, progress=progress)
         if status != 0:

@@ -105,6 +105,10 @@ class TrainConfig:
     checkpoint_every: int = _f(50_000, "gradient steps between checkpoints (rounded to a multiple of eval_every)")
     keep_checkpoints: int = _f(3, "checkpoints kept")
     seeds: int = _f(1, "independent agents trained in one vmapped program")
+    seed_loop: str = _f("vmap", "how a device runs its seeds: vmap (one batched program for all of them; what a GPU wants) or map "
+                        "(lax.map: one seed after another in a loop, the same state and checkpoints; faster on a CPU, see "
+                        "`python -m experiments.bench seeds`). Results agree up to float rounding; a resumed run may switch",
+                        ("vmap", "map"))
     seed: int = _f(0, "base seed; agent i uses fold_in(key(seed), i)")
     first_agent: int = _f(0, "index of the run's first agent: it trains agents first_agent..first_agent+seeds-1 "
                           "(how a sweep adds seeds to an earlier run: the same agents a larger --seeds would train)")
@@ -136,13 +140,14 @@ PAPER = Config()
 # The CPU-sized HRM: same algorithm (DQN, deep supervision, carry z, Polyak target), a small model
 # (hidden 32, one block per module, 2 segments), 32 envs, batch 64, and a faster schedule. Sized so
 # `python -m experiments.run` finishes in ~15 minutes on a shared 2-core CPU (README "Train").
+# Several seeds loop one after another (seed_loop="map"): on a CPU that beats one vmapped program.
 CPU = Config(
     model=ModelConfig(hidden=32, heads=2, H_layers=1, L_layers=1, H_cycles=1, L_cycles=1, segments_per_step=2,
                       mlp_round=32, pos_encoding="rope+learned"),
     train=TrainConfig(num_envs=32, batch_size=64, total_grad_steps=10_000, grad_steps_per_collect=2,
                       supervision_segments=2, buffer_capacity=65_536, warmup_steps=500, lr=1e-3, polyak=0.99,
                       eps_decay_steps=5_000, eps_end=0.33, eval_envs=256, eval_every=1_000,
-                      checkpoint_every=5_000),
+                      checkpoint_every=5_000, seed_loop="map"),
 )
 
 # The `cpu` preset on the classic single-goal four-rooms (goal fixed in the bottom-right corner,

@@ -244,11 +244,44 @@ class _Placed:
         return self.fn.lower(*args, **kw)
 
 
+def over_seeds(fn: Callable, seed_loop: str, mesh: Mesh | None = None) -> Callable:
+    """`fn` (one agent's state -> outputs) over the leading seed axis of a stacked state.
+
+    vmap: one batched program for all the seeds. map: `lax.map`, the seeds one after another in a
+    loop of the single-agent program (TrainConfig.seed_loop; a CPU runs it faster, measured by
+    `experiments.bench seeds`). Both take and give the same stacked layout, so checkpoints do not
+    depend on the loop. With the seeds split over several devices, each device loops over its own
+    block of them (shard_map); a scan over an axis split by the compiler would gather it first.
+    One seed (per device) is not looped: vmap of one is the single-agent program, so a one-seed
+    run gives the same bits with either loop."""
+    # spmd_axis_name: inside vmap, sharding constraints put the (vmapped) seed axis on "seeds"
+    batched = jax.vmap(fn, spmd_axis_name=SEEDS)
+    if seed_loop == "vmap":
+        return batched
+    if seed_loop != "map":
+        raise ValueError(f"seed_loop={seed_loop!r}: choose vmap or map")
+
+    def loop(one_seed: Callable) -> Callable:
+        def run(state):
+            seeds = jax.tree.leaves(state)[0].shape[0]  # on this device
+            return one_seed(state) if seeds == 1 else jax.lax.map(fn, state)
+        return run
+
+    if mesh is None or mesh.shape[SEEDS] == 1:
+        return loop(batched)
+    # inside shard_map "seeds" is a manual axis: the one-seed case is a plain vmap.
+    # check_vma=False: the trainer's inner while loops start from constants (not varying over
+    # "seeds") that the check would ask to pcast one by one; the body has no collectives to check
+    return jax.shard_map(loop(jax.vmap(fn)), mesh=mesh, in_specs=P(SEEDS), out_specs=P(SEEDS), check_vma=False)
+
+
 def make_sharded_train(cfg, nan_from_step: int | None = None, devices=None, quiet: bool = False):
     """(Trainer, Sharded): the trainer for `cfg` and its init / chunk jitted over the mesh.
 
-    With one device this compiles the same program as `jax.jit(jax.vmap(tr.init))` /
-    `jax.jit(jax.vmap(tr.chunk))` (the shardings are trivial), so results are bit-identical."""
+    init is always vmapped (it runs once); chunk loops over the seeds as cfg.train.seed_loop says.
+    With one device and seed_loop="vmap" this compiles the same program as
+    `jax.jit(jax.vmap(tr.init))` / `jax.jit(jax.vmap(tr.chunk))` (the shardings are trivial), so
+    results are bit-identical."""
     from hrm_jax.train import make_train, seed_keys
 
     mesh, note = make_mesh(cfg, devices)
@@ -256,9 +289,8 @@ def make_sharded_train(cfg, nan_from_step: int | None = None, devices=None, quie
         print(note, file=sys.stderr)
     dp = cfg.train.data_parallel
     tr = make_train(cfg, nan_from_step=nan_from_step, shard_batch=batch_constraint(mesh) if dp else None)
-    # spmd_axis_name: inside vmap, sharding constraints put the (vmapped) seed axis on "seeds"
-    vinit = jax.vmap(tr.init, spmd_axis_name=SEEDS)
-    vchunk = jax.vmap(tr.chunk, spmd_axis_name=SEEDS)
+    vinit = over_seeds(tr.init, "vmap")
+    vchunk = over_seeds(tr.chunk, cfg.train.seed_loop, mesh)
     keys_like = jax.eval_shape(lambda: seed_keys(cfg.train.seed, cfg.train.seeds, cfg.train.first_agent))
     state_sh = state_sharding(mesh, jax.eval_shape(vinit, keys_like), dp)
     key_sh = NamedSharding(mesh, P() if dp else P(SEEDS))

@@ -210,12 +210,18 @@ def test_seeds_fields(tiny_run):
     _, d = tiny_run
     res = d["results"]["seeds"]
     rows = res["rows"]
-    assert [r["seeds"] for r in rows] == [1, 2]
+    # both loops at each count, timed round robin
+    assert [(r["seeds"], r["seed_loop"]) for r in rows] == [(1, "vmap"), (1, "map"), (2, "vmap"), (2, "map")]
+    by = {(r["seed_loop"], r["seeds"]): r for r in rows}
     for r in rows:
         _timing_ok(r)
+        assert r["round_robin"] == ["vmap", "map"]
         assert r["per_seed_s"] == pytest.approx(r["median_s"] / r["seeds"])
-    assert rows[0]["vs_one_seed"] == 1.0
+        assert r["vs_one_seed"] == pytest.approx(r["median_s"] / by[(r["seed_loop"], 1)]["median_s"])
+        assert r["vs_vmap"] == pytest.approx(r["median_s"] / by[("vmap", r["seeds"])]["median_s"])
+    assert by[("vmap", 1)]["vs_one_seed"] == 1.0 and by[("map", 2)]["vs_vmap"] > 0
     (tg,) = res["targets"]
+    assert tg["seed_loop"] == "vmap"  # the tiny preset's own loop
     assert tg["pass"] is None and tg["value"] is None  # 8 seeds not measured
 
 
@@ -274,7 +280,7 @@ def test_parse_multi_and_all():
 
 
 @pytest.mark.parametrize("flags", [["model", "--presets", "nope"], ["train", "seeds", "--bogus", "1"],
-                                   ["model", "train", "--with-learn"], ["seeds", "--seed-counts", "0"],
+                                   ["model", "train", "--with-learn"], ["seeds", "--seed-counts", "0"], ["seeds", "--seed-loops", "pmap"],
                                    ["learn", "--max-minutes", "0"], ["learn", "--threshold", "2", "--presets", "tiny"]])
 def test_bad_bench_flags_exit_2(flags):
     out = subprocess.run([sys.executable, "-m", "experiments.bench", *flags], cwd=ROOT, env=_env(),

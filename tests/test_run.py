@@ -203,6 +203,18 @@ def test_resume_rejects_contradicting_flags(full_run):
     assert r.returncode == 2 and "contradicts" in r.stderr
 
 
+def test_resume_keeps_the_runs_seed_loop_unless_told(full_run):
+    """How the seeds are looped is not part of what is trained: a resumed run may switch it."""
+    out, _ = full_run
+    saved = json.loads((out / "config.json").read_text())["train"]["seed_loop"]
+    assert saved == "vmap"  # the tiny preset's
+    assert run_mod.resolve(["--resume", str(out)])[1].train.seed_loop == "vmap"
+    _, cfg, _ = run_mod.resolve(["--resume", str(out), "--seed-loop", "map", "--total-grad-steps", "80"])
+    assert (cfg.train.seed_loop, cfg.train.total_grad_steps) == ("map", 80)
+    assert cfg.differing_fields(run_mod.resolve(["--resume", str(out)])[1]) == ["train.total_grad_steps",
+                                                                                  "train.seed_loop"]
+
+
 def test_evaluate_saved_checkpoint(full_run, tmp_path):
     out, _ = full_run
     gif = tmp_path / "ep.gif"

@@ -72,6 +72,9 @@ def runs(tmp_path_factory):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
         "eight": subprocess.Popen(run + SMALL + ["--seeds", "8", "--out", str(root / "eight")], env=_env(8),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        # seeds looped with lax.map, 2 per device on 4 devices (each device loops over its own: shard_map)
+        "map4": subprocess.Popen(run + SMALL + ["--seeds", "8", "--seed-loop", "map", "--out", str(root / "map4")],
+                                 env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
         "dp": subprocess.Popen([sys.executable, "-c", DP_SCRIPT], env=_env(8),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
     }
@@ -127,12 +130,30 @@ def test_seeds_on_8_devices_equal_one_device(runs):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_seeds_looped_on_4_devices_equal_vmapped_on_one(runs):
+    """--seed-loop map with the seeds split over devices: each device loops over its 2 seeds; the
+    run's metrics and parameters are the vmapped single-device run's up to float rounding."""
+    from experiments import run as run_mod
+
+    root, res = runs
+    for name in ("one", "map4"):
+        assert res[name].returncode == 0, res[name].stderr[-3000:]
+    assert json.loads((root / "map4" / "config.json").read_text())["train"]["seed_loop"] == "map"
+    _assert_rows_close(_rows(root / "one" / "metrics.jsonl"), _rows(root / "map4" / "metrics.jsonl"))
+    _, _, s1, _ = run_mod.load_run(str(root / "one"))
+    _, _, s4, _ = run_mod.load_run(str(root / "map4"))
+    for a, b in zip(*(jax_leaves(s.params) for s in (s1, s4))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_one_device_is_bit_identical_to_plain_jit(runs):
     """On one device the sharded path compiles today's program: same parameter bytes as
-    jax.jit(jax.vmap(...)) without any sharding (this test process has one CPU device)."""
+    jax.jit(jax.vmap(...)) without any sharding (this test process has one CPU device). The
+    lax.map loop over the same seeds gives the same parameters up to float rounding."""
     import jax
 
     from experiments import run as run_mod
+    from hrm_jax import sharding
     from hrm_jax.config import Config
     from hrm_jax.train import make_train, seed_keys
 
@@ -140,11 +161,30 @@ def test_one_device_is_bit_identical_to_plain_jit(runs):
     assert res["one"].returncode == 0, res["one"].stderr[-3000:]
     cfg = Config.from_dict(json.loads((root / "one" / "config.json").read_text()))
     tr = make_train(cfg)
-    state = jax.jit(jax.vmap(tr.init))(seed_keys(cfg.train.seed, cfg.train.seeds))
+    start = jax.jit(jax.vmap(tr.init))(seed_keys(cfg.train.seed, cfg.train.seeds))
+    state = start
     for _ in range(tr.num_chunks):
         state, _ = jax.jit(jax.vmap(tr.chunk))(state)
     summary = json.loads((root / "one" / "summary.json").read_text())
     assert run_mod.params_digest(state) == summary["params_sha256"]
+
+    # seed_loop="map" on one device: one lax.map (a scan over the 8 seeds) of the single-agent
+    # chunk, same state layout, same results up to float rounding
+    looped = sharding.over_seeds(tr.chunk, "map")
+    outer = [e for e in jax.make_jaxpr(looped)(start).eqns if e.primitive.name == "scan"]
+    assert len(outer) == 1 and outer[0].params["length"] == cfg.train.seeds
+    assert not any(e.primitive.name == "scan" and e.params["length"] == cfg.train.seeds
+                   for e in jax.make_jaxpr(jax.vmap(tr.chunk))(start).eqns)
+    # one seed is not looped: the same program as vmap (so a one-seed run is bit-identical)
+    first = jax.tree.map(lambda x: x[:1], start)
+    assert str(jax.make_jaxpr(looped)(first)) == str(jax.make_jaxpr(jax.vmap(tr.chunk))(first))
+    mapped = start
+    for _ in range(tr.num_chunks):
+        mapped, _ = jax.jit(looped)(mapped)
+    assert jax.tree.structure(mapped) == jax.tree.structure(state)
+    for a, b in zip(jax_leaves(mapped.params), jax_leaves(state.params)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def jax_leaves(tree):
