@@ -404,6 +404,11 @@ def resolve(argv: list[str] | None = None):
     return args, cfgs, out
 
 
+def seed_loop_given(args) -> bool:
+    """Whether the command line sets the seed loop (--seed-loop, or --vary seed-loop=...)."""
+    return args.train__seed_loop is not None or (args.varied is not None and args.varied[1] == "seed_loop")
+
+
 def _finished(run_dir: str, cfg) -> bool:
     p = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.isfile(p):
@@ -413,11 +418,13 @@ def _finished(run_dir: str, cfg) -> bool:
     return bool(rows) and max(r["grad_steps"] for r in rows) >= total and os.path.isfile(os.path.join(run_dir, "summary.json"))
 
 
-def plan_runs(sweep_dir: str, condition: str, cfg) -> list[tuple[str, object, bool]]:
+def plan_runs(sweep_dir: str, condition: str, cfg, keep_seed_loop: bool = False) -> list[tuple[str, object, bool]]:
     """[(run_dir, config, resume)] that bring a condition to cfg.train.seeds agents and
     cfg.train.total_grad_steps: its existing run directories (each resumed, or extended by a larger
-    total), then one new directory for the agents a larger --seeds adds. Raises ConfigError (one
-    line) if an existing run was trained with another config or --seeds would drop agents."""
+    total), then one new directory for the agents a larger --seeds adds. An existing run goes on
+    with its own seed loop if `keep_seed_loop` (no --seed-loop given: bit-identical to an
+    uninterrupted run), else with cfg's. Raises ConfigError (one line) if an existing run was
+    trained with another config or --seeds would drop agents."""
     from dataclasses import replace
 
     from experiments.run import extended, with_seed_loop
@@ -427,12 +434,14 @@ def plan_runs(sweep_dir: str, condition: str, cfg) -> list[tuple[str, object, bo
     for run_dir in condition_runs(sweep_dir, condition):
         with open(os.path.join(run_dir, "config.json")) as fh:
             saved = Config.from_dict(json.load(fh))
-        try:  # a larger --total-grad-steps extends the run (experiments.run.extended); the loop over seeds may change
-            saved = with_seed_loop(extended(saved, cfg.train.total_grad_steps), cfg.train.seed_loop)
+        try:  # a larger --total-grad-steps extends the run (experiments.run.extended)
+            saved = extended(saved, cfg.train.total_grad_steps)
         except ConfigError as exc:
             raise ConfigError(f"--resume: {run_dir}: {exc}") from None
-        # the same config, except which agents this directory holds
+        # the same config, except which agents this directory holds (and perhaps how it loops over them)
         want = replace(cfg, train=replace(cfg.train, seeds=saved.train.seeds, first_agent=saved.train.first_agent))
+        want = with_seed_loop(want, saved.train.seed_loop) if keep_seed_loop else want
+        saved = with_seed_loop(saved, want.train.seed_loop)
         if saved != want:
             raise ConfigError(f"--resume: {run_dir} was trained with a different config "
                               f"({', '.join(want.differing_fields(saved))})")
@@ -537,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         plans = {}
         for c, cfg in cfgs.items():  # check every condition before training any
             try:
-                plans[c] = plan_runs(out, c, cap_full_z_capacity(cfg))
+                plans[c] = plan_runs(out, c, cap_full_z_capacity(cfg), keep_seed_loop=not seed_loop_given(args))
             except ConfigError as exc:
                 fail(str(exc), PROG)
         if args.parallel:

@@ -107,7 +107,7 @@ class TrainConfig:
     seeds: int = _f(1, "independent agents trained in one vmapped program")
     seed_loop: str = _f("vmap", "how a device runs its seeds: vmap (one batched program for all of them; what a GPU wants) or map "
                         "(lax.map: one seed after another in a loop, the same state and checkpoints; faster on a CPU, see "
-                        "`python -m experiments.bench seeds`). Results agree up to float rounding; a resumed run may switch",
+                        "`python -m experiments.bench seeds`). Results agree up to float rounding; --resume keeps a run's loop unless this flag is given",
                         ("vmap", "map"))
     seed: int = _f(0, "base seed; agent i uses fold_in(key(seed), i)")
     first_agent: int = _f(0, "index of the run's first agent: it trains agents first_agent..first_agent+seeds-1 "

@@ -11,8 +11,9 @@ evaluation; it returns a few scalars. The host loop (experiments/run.py) calls t
 repeatedly, so the program compiles once whatever the run length, and progress, logging and
 checkpoints happen between chunks. `train(key)` is the same thing as one jittable function.
 
-Seeds: every function works on one agent; `jax.vmap` over keys runs N independent agents (own
-init, env stream, exploration) in one program.
+Seeds: every function works on one agent; `jax.vmap` over keys (or a `lax.map` loop over the
+stacked states, `hrm_jax.sharding.over_seeds`) runs N independent agents (own init, env stream,
+exploration) in one program.
 """
 from __future__ import annotations
 

@@ -309,6 +309,15 @@ def test_sweep_resume_with_larger_total_extends_every_condition(tiny_sweep, tmp_
     # the same total: both conditions are finished and kept
     assert sweep.main(common + ["--total-grad-steps", "20"]) == 0
     assert capsys.readouterr().err.count("is finished, kept") == 2
+    # an existing run keeps its own seed loop unless --seed-loop is given (so a plain --resume is bit-identical)
+    from dataclasses import replace
+
+    for given, loop in ((False, "vmap"), (True, "map")):
+        args, cfgs, _ = sweep.resolve(common + ["--total-grad-steps", "20"] + (["--seed-loop", "map"] if given else []))
+        assert sweep.seed_loop_given(args) == given
+        cfg = replace(cfgs["reset"], train=replace(cfgs["reset"].train, seed_loop="map"))  # e.g. a preset's loop
+        ((run_dir, planned, resume),) = sweep.plan_runs(str(out), "reset", cfg, keep_seed_loop=not given)
+        assert run_dir == str(out / "reset") and resume and planned.train.seed_loop == loop
     # a larger total: each condition continues from its checkpoint; its first 20 steps are unchanged.
     # The seeds may be looped another way than they were trained (the same checkpoint layout)
     assert sweep.main(common + ["--total-grad-steps", "40", "--seed-loop", "map"]) == 0

@@ -72,9 +72,9 @@ def runs(tmp_path_factory):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
         "eight": subprocess.Popen(run + SMALL + ["--seeds", "8", "--out", str(root / "eight")], env=_env(8),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-        # seeds looped with lax.map, 2 per device on 4 devices (each device loops over its own: shard_map)
-        "map4": subprocess.Popen(run + SMALL + ["--seeds", "8", "--seed-loop", "map", "--out", str(root / "map4")],
-                                 env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        # seeds looped with lax.map, 2 per device on 2 devices (each device loops over its own: shard_map)
+        "map2": subprocess.Popen(run + SMALL + ["--seeds", "4", "--seed-loop", "map", "--out", str(root / "map2")],
+                                 env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
         "dp": subprocess.Popen([sys.executable, "-c", DP_SCRIPT], env=_env(8),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
     }
@@ -130,20 +130,22 @@ def test_seeds_on_8_devices_equal_one_device(runs):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_seeds_looped_on_4_devices_equal_vmapped_on_one(runs):
+def test_seeds_looped_on_2_devices_equal_vmapped_on_one(runs):
     """--seed-loop map with the seeds split over devices: each device loops over its 2 seeds; the
-    run's metrics and parameters are the vmapped single-device run's up to float rounding."""
+    run's metrics and parameters are those of agents 0-3 of the vmapped single-device run, up to
+    float rounding (agent i's key does not depend on how many seeds run)."""
     from experiments import run as run_mod
 
     root, res = runs
-    for name in ("one", "map4"):
+    for name in ("one", "map2"):
         assert res[name].returncode == 0, res[name].stderr[-3000:]
-    assert json.loads((root / "map4" / "config.json").read_text())["train"]["seed_loop"] == "map"
-    _assert_rows_close(_rows(root / "one" / "metrics.jsonl"), _rows(root / "map4" / "metrics.jsonl"))
+    assert json.loads((root / "map2" / "config.json").read_text())["train"]["seed_loop"] == "map"
+    _assert_rows_close(_rows(root / "one" / "metrics.jsonl")[:4], _rows(root / "map2" / "metrics.jsonl"))
     _, _, s1, _ = run_mod.load_run(str(root / "one"))
-    _, _, s4, _ = run_mod.load_run(str(root / "map4"))
-    for a, b in zip(*(jax_leaves(s.params) for s in (s1, s4))):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    _, _, s2, _ = run_mod.load_run(str(root / "map2"))
+    for a, b in zip(*(jax_leaves(s.params) for s in (s1, s2))):
+        assert a.shape[0] == 8 and b.shape[0] == 4
+        np.testing.assert_allclose(a[:4], b, rtol=1e-4, atol=1e-5)
 
 
 def test_one_device_is_bit_identical_to_plain_jit(runs):
@@ -173,8 +175,6 @@ def test_one_device_is_bit_identical_to_plain_jit(runs):
     looped = sharding.over_seeds(tr.chunk, "map")
     outer = [e for e in jax.make_jaxpr(looped)(start).eqns if e.primitive.name == "scan"]
     assert len(outer) == 1 and outer[0].params["length"] == cfg.train.seeds
-    assert not any(e.primitive.name == "scan" and e.params["length"] == cfg.train.seeds
-                   for e in jax.make_jaxpr(jax.vmap(tr.chunk))(start).eqns)
     # one seed is not looped: the same program as vmap (so a one-seed run is bit-identical)
     first = jax.tree.map(lambda x: x[:1], start)
     assert str(jax.make_jaxpr(looped)(first)) == str(jax.make_jaxpr(jax.vmap(tr.chunk))(first))
