@@ -104,7 +104,7 @@ class TrainConfig:
     eval_every: int = _f(10_000, "gradient steps between greedy evaluations (also the logging / chunk size)")
     checkpoint_every: int = _f(50_000, "gradient steps between checkpoints (rounded to a multiple of eval_every)")
     keep_checkpoints: int = _f(3, "checkpoints kept")
-    seeds: int = _f(1, "independent agents trained in one vmapped program")
+    seeds: int = _f(1, "independent agents trained in one program (see seed_loop)")
     seed_loop: str = _f("vmap", "how a device runs its seeds: vmap (one batched program for all of them; what a GPU wants) or map "
                         "(lax.map: one seed after another in a loop, the same state and checkpoints; faster on a CPU, see "
                         "`python -m experiments.bench seeds`). Results agree up to float rounding; --resume keeps a run's loop unless this flag is given",
