@@ -51,6 +51,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hrm_jax.config import SEED_LOOPS
+
 # ---- shared helpers ----------------------------------------------------------------------------
 
 
@@ -1234,9 +1236,6 @@ def run_train(args) -> dict:
 
 
 # ---- seeds: the cpu chunk for 1, 2, 4, 8 seeds, vmapped and looped ----------------------------
-
-SEED_LOOPS = ("vmap", "map")
-
 
 def seed_loop_list(text: str) -> list[str]:
     """argparse type: "vmap,map" -> ["vmap", "map"] (TrainConfig.seed_loop's choices)."""

@@ -21,7 +21,7 @@ import os
 import subprocess
 import sys
 
-from hrm_jax.config import PRESETS
+from hrm_jax.config import PRESETS, SEED_LOOPS
 
 CHILD = r"""
 import json, os, resource, sys, time
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     p.add_argument("--chunks", type=int, default=2, help="timed chunks per device count (after one warm-up chunk)")
     p.add_argument("--baseline", action="store_true", help="also run the same seeds in one program on one device")
-    p.add_argument("--seed-loop", default="", choices=["vmap", "map"],
+    p.add_argument("--seed-loop", default="", choices=SEED_LOOPS,
                    help="how a device runs its seeds (experiments.run --seed-loop; default: the preset's)")
     p.add_argument("--json", default=None, help="write the rows here")
     args = p.parse_args(argv)

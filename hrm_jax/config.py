@@ -15,6 +15,10 @@ class ConfigError(ValueError):
     """A configuration value is invalid. The message is one line: what, and what is allowed."""
 
 
+# how a device runs its seeds (TrainConfig.seed_loop; hrm_jax.sharding.over_seeds)
+SEED_LOOPS = ("vmap", "map")
+
+
 def _f(default, help: str, choices: tuple | None = None):
     return field(default=default, metadata={"help": help, "choices": choices})
 
@@ -108,7 +112,7 @@ class TrainConfig:
     seed_loop: str = _f("vmap", "how a device runs its seeds: vmap (one batched program for all of them; what a GPU wants) or map "
                         "(lax.map: one seed after another in a loop, the same state and checkpoints; faster on a CPU, see "
                         "`python -m experiments.bench seeds`). Results agree up to float rounding; --resume keeps a run's loop unless this flag is given",
-                        ("vmap", "map"))
+                        SEED_LOOPS)
     seed: int = _f(0, "base seed; agent i uses fold_in(key(seed), i)")
     first_agent: int = _f(0, "index of the run's first agent: it trains agents first_agent..first_agent+seeds-1 "
                           "(how a sweep adds seeds to an earlier run: the same agents a larger --seeds would train)")

@@ -51,6 +51,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from hrm_jax.config import SEED_LOOPS
+
 SEEDS, DATA = "seeds", "data"
 # TrainState fields whose leaves are [seeds, num_envs, ...] (split over "data" in data-parallel mode)
 ENV_FIELDS = ("env_state", "obs", "z", "ep_return")
@@ -259,7 +261,7 @@ def over_seeds(fn: Callable, seed_loop: str, mesh: Mesh | None = None) -> Callab
     if seed_loop == "vmap":
         return batched
     if seed_loop != "map":
-        raise ValueError(f"seed_loop={seed_loop!r}: choose vmap or map")
+        raise ValueError(f"seed_loop={seed_loop!r}: choose one of {', '.join(SEED_LOOPS)}")
 
     def loop(one_seed: Callable) -> Callable:
         def run(state):
