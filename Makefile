@@ -17,8 +17,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m experiments.run $(ARGS)
 
+# Two workers, one per core of the CI machine; a module's tests stay on one worker (loadscope) so
+# its expensive module fixtures are built once. Most of the suite is XLA compilation, which is
+# single-threaded, so one process left a core idle. `make test ARGS="-n 0"` runs serially.
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadscope $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs
