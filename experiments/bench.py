@@ -351,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "at once (`train seeds --json OUT`); every option then goes to each subcommand that has it.")
     subs = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
     for sub in SUBCOMMANDS.values():
-        _sub_parser(sub, subs.add_parser(sub.name, help=sub.help, description=sub.help))
+        # argparse %-formats a subparser's help (not its description): "95%" would crash --help
+        _sub_parser(sub, subs.add_parser(sub.name, help=sub.help.replace("%", "%%"), description=sub.help))
     pa = subs.add_parser("all", help=f"run {', '.join(ALL_ORDER)} (and learn with --with-learn); "
                                      "the other options go to each subcommand that has them")
     pa.add_argument("--with-learn", action="store_true", help="also run the (long) learn benchmark")
