@@ -108,16 +108,17 @@ def test_registry_and_helpers(tmp_path):
 # ---- model / compile / train / seeds / learn (issue #9): one tiny run, many checks ------------------
 
 TINY_FLAGS = ["--presets", "tiny", "--iterations", "2", "--seed-counts", "1,2", "--repeats", "1", "--warmup", "0",
-              "--max-minutes", "0.01", "--eval-envs", "4", "--total-grad-steps", "40,80", "--gemm-size", "64"]
+              "--max-minutes", "0.01", "--eval-envs", "4", "--total-grad-steps", "40,80", "--gemm-size", "64",
+              "--xla-flags=", "--xla-flags=--xla_cpu_enable_fast_min_max=false"]
+SUBS = ["model", "compile", "train", "seeds", "learn", "xla-flags"]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """`model compile train seeds learn` at the tiny preset with tiny sizes, in one process (compiles
-    dominate its runtime)."""
+    """`model compile train seeds learn xla-flags` at the tiny preset with tiny sizes, in one process
+    (compiles dominate its runtime; xla-flags starts one `train` process per flag set)."""
     out_path = tmp_path_factory.mktemp("bench") / "bench_all.json"
-    out = subprocess.run([sys.executable, "-m", "experiments.bench", "model", "compile", "train", "seeds", "learn",
-                          *TINY_FLAGS, "--json", str(out_path)],
+    out = subprocess.run([sys.executable, "-m", "experiments.bench", *SUBS, *TINY_FLAGS, "--json", str(out_path)],
                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout, json.loads(out_path.read_text())
@@ -130,8 +131,8 @@ def _timing_ok(t, repeats=1):
 
 def test_multi_run_json_layout(tiny_run):
     text, d = tiny_run
-    assert d["subcommand"] == "model+compile+train+seeds+learn"
-    assert d["subcommands"] == ["model", "compile", "train", "seeds", "learn"]
+    assert d["subcommand"] == "+".join(SUBS)
+    assert d["subcommands"] == SUBS
     for name in d["subcommands"]:
         assert d["config"][name]["presets"] == ["tiny"] and d["config"][name]["repeats"] == 1
         assert len(d["results"][name]["loadavg_start"]) == 3 and len(d["results"][name]["loadavg_end"]) == 3
@@ -286,3 +287,25 @@ def test_bad_bench_flags_exit_2(flags):
     out = subprocess.run([sys.executable, "-m", "experiments.bench", *flags], cwd=ROOT, env=_env(),
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, (out.stdout, out.stderr)
+
+
+def test_xla_flags_fields(tiny_run):
+    text, d = tiny_run
+    rows = d["results"]["xla-flags"]["rows"]
+    assert [r["xla_flags"] for r in rows] == ["", "--xla_cpu_enable_fast_min_max=false"]
+    assert all(r["preset"] == "tiny" and r["grad_steps_per_s"] > 0 and r["compile_s"] > 0 for r in rows)
+    assert rows[0]["vs_first"] == 1.0
+    assert rows[1]["vs_first"] == pytest.approx(rows[1]["grad_steps_per_s"] / rows[0]["grad_steps_per_s"])
+    assert "Training chunk per XLA_FLAGS" in text and "--xla_cpu_enable_fast_min_max=false" in text
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--xla-flags=--no_such_xla_flag"], "XLA_FLAGS='--no_such_xla_flag': the training run failed"),
+    (["--xla-flags=", "--xla-flags="], "--xla-flags: a value is repeated"),
+])
+def test_xla_flags_bad_input_one_line(args, needle):
+    out = subprocess.run([sys.executable, "-m", "experiments.bench", "xla-flags", "--presets", "tiny", "--repeats", "1",
+                          *args], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    err = [l for l in out.stderr.splitlines() if l.strip() and "Warning" not in l]
+    assert needle in err[-1], out.stderr[-2000:]
