@@ -43,6 +43,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -254,8 +255,8 @@ def format_table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
-    def is_num(s):
-        return bool(s) and (s[0].isdigit() or s[0] in "-+.") and s not in ("-",) and not s[0].isalpha()
+    def is_num(s):  # "12.3", "-0.5", ".5", "1.04x", "1,186x"; not "-", "--flag" or "(none)"
+        return re.match(r"[-+]?(\d|\.\d)", s) is not None
 
     lines = []
     for k, r in enumerate(cells):

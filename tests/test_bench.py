@@ -97,6 +97,9 @@ def test_registry_and_helpers(tmp_path):
     table = bench.format_table(["a", "bb"], [["x", 1.5], ["yyy", 22]])
     lines = table.splitlines()
     assert lines[0].startswith("a") and set(lines[1]) <= {"-", " "} and len(lines) == 4
+    # numbers right-aligned, text left-aligned, also text that starts with "-" (an XLA flag)
+    lines = bench.format_table(["flags", "x"], [["(none)", "1.000x"], ["--xla_a=true", "-0.5"], ["-", ".5"]]).splitlines()
+    assert lines[2] == "(none)        1.000x" and lines[3] == "--xla_a=true    -0.5" and lines[4] == "-                 .5"
     assert bench.fmt_rate(12_345_678) == "12.35M" and bench.fmt_rate(999) == "999.0"
     info = bench.machine_info()
     assert info["backend"] == jax.default_backend() and info["cpu_count"] >= 1
