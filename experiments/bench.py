@@ -45,7 +45,9 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -1333,9 +1335,6 @@ def add_xla_flags_args(p: argparse.ArgumentParser) -> None:
 @subcommand("xla-flags", "gradient steps/s of the training chunk (`train`) under each XLA_FLAGS value, one process "
                          "per value (XLA reads its flags once, at start), side by side with the first", add_xla_flags_args)
 def run_xla_flags(args) -> dict:
-    import subprocess
-    import tempfile
-
     flag_sets = args.xla_flags if args.xla_flags is not None else list(DEFAULT_XLA_FLAGS)
     if len(set(flag_sets)) < len(flag_sets):
         args.parser.error(f"--xla-flags: a value is repeated ({' | '.join(flag_sets)})")
@@ -1353,9 +1352,7 @@ def run_xla_flags(args) -> dict:
                 proc = subprocess.run(cmd, env={**env, "XLA_FLAGS": flags}, capture_output=True, text=True)
                 if proc.returncode != 0:
                     last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-                    print(f"python -m experiments.bench xla-flags: XLA_FLAGS={flags!r}: the training run failed: {last}",
-                          file=sys.stderr)
-                    raise SystemExit(2)
+                    args.parser.error(f"XLA_FLAGS={flags!r}: the training run failed: {last}")
                 with open(out) as fh:
                     runs[flags].append(json.load(fh)["results"]["cases"])
     rows = []
