@@ -18,7 +18,6 @@
 """
 from __future__ import annotations
 
-import jax
 from flax import struct
 
 from envs import maze_env

@@ -36,24 +36,24 @@ MIN_SAMPLES = 20  # a verdict resting on fewer samples per condition is flagged
 
 
 def build_parser():
-    from hrm_jax.cli import OneLineParser
+    from hrm_jax.cli import OneLineParser, non_negative_int, number, positive_int, probability, seed_int
 
     p = OneLineParser(prog=PROG, description="Convergence / divergence of the HRM's recurrent state in greedy "
                       "rollouts of trained runs (carry Z vs reset Z; environment changed vs not).",
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by experiments.run / experiments.sweep")
-    p.add_argument("--envs", type=int, default=1024, help="greedy episodes (fresh environments) per run")
-    p.add_argument("--p-change", type=float, default=0.05, help="door-change probability during the analysis (the authors: 0.05)")
+    p.add_argument("--envs", type=positive_int, default=1024, help="greedy episodes (fresh environments) per run")
+    p.add_argument("--p-change", type=probability, default=0.05, help="door-change probability during the analysis (the authors: 0.05)")
     p.add_argument("--seed-index", type=int, default=None, help="which agent of each run to analyse: its index, the `seed` "
                    "column of metrics.jsonl (default: the run's first agent, 0 unless the run was added to a sweep)")
-    p.add_argument("--eval-seed", type=int, default=12345, help="seed of the evaluation environments (shared by all runs)")
-    p.add_argument("--batch", type=int, default=256, help="environments per rollout program (bounds memory: the trace "
+    p.add_argument("--eval-seed", type=seed_int, default=12345, help="seed of the evaluation environments (shared by all runs)")
+    p.add_argument("--batch", type=positive_int, default=256, help="environments per rollout program (bounds memory: the trace "
                    "is 2 x max_steps x segments x batch x hidden floats)")
-    p.add_argument("--segments", type=int, default=None,
+    p.add_argument("--segments", type=number(int, 2, why="the analysis compares z after each segment with the last"), default=None,
                    help="segments per environment step in the rollouts (default: each run's segments_per_step). More than "
                    "the run was trained with gives longer convergence curves (HRM run deeper at inference); the action "
                    "is then taken after the last of them, so success may differ from training")
-    p.add_argument("--bootstrap", type=int, default=200, help="episode-bootstrap resamples behind each verdict (0: point estimates only)")
+    p.add_argument("--bootstrap", type=non_negative_int, default=200, help="episode-bootstrap resamples behind each verdict (0: point estimates only)")
     p.add_argument("--out", default=None, help="output directory (default: <common parent of the runs>/analysis)")
     return p
 
@@ -402,16 +402,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from hrm_jax.cli import fail
 
-    if args.envs < 1:
-        fail(f"--envs={args.envs} must be >= 1", PROG)
-    if args.bootstrap < 0:
-        fail(f"--bootstrap={args.bootstrap} must be >= 0", PROG)
-    if args.batch < 1:
-        fail(f"--batch={args.batch} must be >= 1", PROG)
-    if args.segments is not None and args.segments < 2:
-        fail(f"--segments={args.segments} must be >= 2 (curves compare z after each segment with the last)", PROG)
-    if not 0.0 <= args.p_change <= 1.0:
-        fail(f"--p-change={args.p_change} must be in [0, 1]", PROG)
     for d in args.run_dirs:
         if not os.path.isfile(os.path.join(d, "config.json")):
             fail(f"{d}: not a run directory (no config.json)", PROG)

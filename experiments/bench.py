@@ -55,6 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hrm_jax.cli import OneLineParser, non_negative_int, positive_float, positive_int
 from hrm_jax.config import SEED_LOOPS
 
 # ---- shared helpers ----------------------------------------------------------------------------
@@ -212,34 +213,10 @@ def int_list(text: str) -> list[int]:
     return vals
 
 
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
-    return v
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return v
 
 
-def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
-    if not v > 0 or not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"{text} must be > 0")
-    return v
 
 
 def fmt_rate(x: float | None) -> str:
@@ -342,14 +319,14 @@ ALL_ORDER = ("env", "model", "compile", "train", "seeds")
 
 
 def _sub_parser(sub: Subcommand, parser=None) -> argparse.ArgumentParser:
-    sp = parser or argparse.ArgumentParser(prog=f"python -m experiments.bench {sub.name}", description=sub.help)
+    sp = parser or OneLineParser(prog=f"python -m experiments.bench {sub.name}", description=sub.help)
     add_common_arguments(sp)
     sub.add_arguments(sp)
     return sp
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m experiments.bench",
         description="hrm-jax benchmarks (compile excluded, median of repeats). Several subcommands may be given "
                     "at once (`train seeds --json OUT`); every option then goes to each subcommand that has it.")

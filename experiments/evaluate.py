@@ -8,7 +8,6 @@ of the same episodes (doors keep changing with the run's p_change unless --p-cha
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -17,17 +16,17 @@ PROG = "python -m experiments.evaluate"
 
 
 def build_parser():
-    from hrm_jax.cli import OneLineParser
+    from hrm_jax.cli import OneLineParser, non_negative_int, positive_int, probability, seed_int
 
     p = OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0],
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("run_dir", help="a run directory written by experiments.run")
-    p.add_argument("--episodes", type=int, default=1024, help="greedy episodes per seed (fresh environments)")
-    p.add_argument("--seed", type=int, default=12345, help="seed of the evaluation environments")
-    p.add_argument("--p-change", type=float, default=None, help="override the door-change probability")
+    p.add_argument("--episodes", type=positive_int, default=1024, help="greedy episodes per seed (fresh environments)")
+    p.add_argument("--seed", type=seed_int, default=12345, help="seed of the evaluation environments")
+    p.add_argument("--p-change", type=probability, default=None, help="override the door-change probability")
     p.add_argument("--gif", default=None, help="write a GIF of the first --gif-episodes episodes of seed 0")
-    p.add_argument("--gif-episodes", type=int, default=3, help="episodes in the GIF")
-    p.add_argument("--minihack", type=int, default=0, metavar="N",
+    p.add_argument("--gif-episodes", type=positive_int, default=3, help="episodes in the GIF")
+    p.add_argument("--minihack", type=non_negative_int, default=0, metavar="N",
                    help="also play N greedy episodes of seed 0's policy in the MiniHack reference (dynamic doors "
                         "emulated as the authors did, doors drawn from reset on), on the same layouts as ours")
     p.add_argument("--json", default=None, help="also write the results as JSON")
@@ -38,23 +37,16 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from hrm_jax.cli import fail
 
-    if args.episodes < 1:
-        fail(f"--episodes={args.episodes} must be >= 1", PROG)
-    if args.minihack < 0:
-        fail(f"--minihack={args.minihack} must be >= 0", PROG)
     if args.minihack:
         from envs.minihack_ref import minihack_missing
 
         missing = minihack_missing()
         if missing:
             fail(f"--minihack: {missing}", PROG)
-    if args.p_change is not None and not 0.0 <= args.p_change <= 1.0:
-        fail(f"--p-change={args.p_change} must be in [0, 1]", PROG)
     if not os.path.isfile(os.path.join(args.run_dir, "config.json")):
         fail(f"{args.run_dir}: not a run directory (no config.json)", PROG)
 
     import jax
-    import numpy as np
 
     from experiments.run import load_run
     from hrm_jax import agent

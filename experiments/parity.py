@@ -20,62 +20,35 @@ import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from hrm_jax.cli import OneLineParser, non_negative_int, number, positive_int, probability  # noqa: E402
+
 ENV_CHOICES = ("four_rooms", "corridor_maze", "all")
 MODE_CHOICES = ("static", "dynamic", "all")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit status 2
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        sys.exit(2)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
-    return v
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
-    if not 0 <= v < 2**31:
-        raise argparse.ArgumentTypeError(f"{v} must be in [0, 2**31)")
-    return v
 
-
-def _probability(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"{v} must be a probability in [0, 1]")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m experiments.parity",
+    p = OneLineParser(prog="python -m experiments.parity",
                 description="Compare our JAX mazes step by step with MiniHack (NetHack), and check that a scripted "
                             "shortest-path policy transfers between them.")
-    p.add_argument("--episodes", type=_positive_int, default=200,
+    p.add_argument("--episodes", type=positive_int, default=200,
                    help="seeded episodes per (env, door mode) (default 200)")
     p.add_argument("--env", choices=ENV_CHOICES, default="all", help="which maze (default all)")
     p.add_argument("--mode", choices=MODE_CHOICES, default="all",
                    help="door mode: static = real NetHack locked doors with p_change=0; dynamic = the authors' "
                         "emulation with our door schedule (default all)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the episode layouts and actions (default 0)")
-    p.add_argument("--p-change", type=_probability, default=None,
+    p.add_argument("--seed", type=number(int, 0, 2**31, hi_open=True), default=0, help="seed of the episode layouts and actions (default 0)")
+    p.add_argument("--p-change", type=probability, default=None,
                    help="door change probability in dynamic mode (default: the env's, 0.05)")
-    p.add_argument("--transfer-episodes", type=_nonneg_int, default=200,
+    p.add_argument("--transfer-episodes", type=non_negative_int, default=200,
                    help="policy-transfer episodes per env, 0 to skip (default 200)")
-    p.add_argument("--show", type=_nonneg_int, default=3,
+    p.add_argument("--show", type=non_negative_int, default=3,
                    help="mismatch reports to print per (env, mode) (default 3)")
     return p
 

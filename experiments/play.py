@@ -24,6 +24,7 @@ import envs
 from envs import policies
 from envs.maps import ACTION_NAMES
 from envs.render import ascii_view
+from hrm_jax.cli import OneLineParser, non_negative_float, positive_int, probability, seed_int
 
 CLEAR = "\x1b[2J\x1b[H"
 # key sequence -> action (0=N, 1=E, 2=S, 3=W)
@@ -42,61 +43,29 @@ LEGEND = {
 
 # ---- command line ------------------------------------------------------------------------------
 
-def _probability(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability in [0, 1]")
-    return v
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
-    return v
 
 
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
-    if not 0 <= v < 2**32:
-        raise argparse.ArgumentTypeError(f"{text} must be in [0, 2**32)")
-    return v
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m experiments.play", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m experiments.play", description=__doc__.split("\n")[0])
     p.add_argument("--env", choices=envs.ENV_NAMES, default="four_rooms", help="which maze (default four_rooms)")
-    p.add_argument("--seed", type=_seed, default=0, help="root of every jax.random key (default 0)")
-    p.add_argument("--p-change", type=_probability, default=None,
+    p.add_argument("--seed", type=seed_int, default=0, help="root of every jax.random key (default 0)")
+    p.add_argument("--p-change", type=probability, default=None,
                    help="probability that the doors change after a step (default: the env's, 0.05)")
-    p.add_argument("--max-steps", type=_positive_int, default=None,
+    p.add_argument("--max-steps", type=positive_int, default=None,
                    help="episode length limit (default: the env's, 80)")
     p.add_argument("--policy", choices=("random", "shortest-path"), default=None,
                    help="watch a scripted policy instead of playing")
-    p.add_argument("--episodes", type=_positive_int, default=None,
+    p.add_argument("--episodes", type=positive_int, default=None,
                    help="episodes for --policy (default 64)")
     p.add_argument("--render", action="store_true", help="with --policy: show the first episode(s) frame by frame")
-    p.add_argument("--render-episodes", type=_positive_int, default=1, help="how many episodes --render shows")
-    p.add_argument("--delay", type=_non_negative_float, default=0.15, help="seconds between rendered frames")
+    p.add_argument("--render-episodes", type=positive_int, default=1, help="how many episodes --render shows")
+    p.add_argument("--delay", type=non_negative_float, default=0.15, help="seconds between rendered frames")
     return p
 
 

@@ -31,12 +31,12 @@ PROG = "python -m experiments.probe"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hrm_jax.cli import OneLineParser, add_config_flags
+    from hrm_jax.cli import OneLineParser, add_config_flags, positive_int
 
     p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0],
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=5000, help="updates (minibatches; each gets supervision_segments gradient steps)")
-    p.add_argument("--every", type=int, default=500, help="updates between evaluation points")
+    p.add_argument("--steps", type=positive_int, default=5000, help="updates (minibatches; each gets supervision_segments gradient steps)")
+    p.add_argument("--every", type=positive_int, default=500, help="updates between evaluation points")
     p.add_argument("--target", choices=("q", "positions"), default="q", help="what to regress (see above)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the rows as JSON to OUT")
     add_config_flags(p, skip=("z_carry",))
@@ -115,8 +115,6 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args, PROG)
-    if args.steps < 1 or args.every < 1:
-        fail(f"--steps={args.steps} and --every={args.every} must be >= 1", PROG)
     from hrm_jax.agent import make_env
     try:
         make_env(cfg.env)

@@ -34,19 +34,19 @@ SKIP = ("name", "z_carry", "seeds", "first_agent")  # set per maze and per condi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hrm_jax.cli import OneLineParser, add_config_flags
+    from hrm_jax.cli import OneLineParser, add_config_flags, number, positive_int
 
     p = OneLineParser(prog=PROG, description="Reproduce the paper: the carry-Z vs reset-Z sweep on each maze, the "
                       "analysis of z over every agent pair, one report.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS, metavar="ENV",
                    help=f"mazes, one sweep each ({', '.join(ENVS)})")
-    p.add_argument("--seeds", type=int, default=5, help="agents per condition (the paper: 5)")
+    p.add_argument("--seeds", type=positive_int, default=5, help="agents per condition (the paper: 5)")
     p.add_argument("--out", default=None, help="output directory (default: runs/reproduce-<preset>); one sweep directory per maze inside")
     p.add_argument("--resume", action="store_true", help="go on with the reproduction in --out (finished sweeps are kept)")
     p.add_argument("--parallel", action="store_true", help="train each sweep's two conditions side by side, one process per "
                    "condition pinned to its share of the CPU cores (experiments.sweep --parallel)")
-    p.add_argument("--analysis-envs", type=int, default=1024, help="greedy episodes per agent in the analysis of z")
-    p.add_argument("--segments", type=int, default=None,
+    p.add_argument("--analysis-envs", type=positive_int, default=1024, help="greedy episodes per agent in the analysis of z")
+    p.add_argument("--segments", type=number(int, 2, why="the analysis compares z after each segment with the last"), default=None,
                    help="segments per step in the analysis rollouts (default: as trained)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--dry-run", action="store_true", help="check everything, print each step's command and the "
@@ -146,12 +146,6 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     config_from_args(args, PROG)  # the preset and flags, checked once here (one line, exit 2)
-    if args.seeds < 1:
-        fail(f"--seeds {args.seeds}: must be >= 1", PROG)
-    if args.analysis_envs < 1:
-        fail(f"--analysis-envs {args.analysis_envs}: must be >= 1", PROG)
-    if args.segments is not None and args.segments < 2:  # checked here, not hours later by the analysis
-        fail(f"--segments {args.segments}: must be >= 2 (the analysis compares z after each segment with the last)", PROG)
     if len(set(args.envs)) != len(args.envs):
         fail(f"--envs {' '.join(args.envs)}: a maze is repeated", PROG)
     out = args.out or os.path.join("runs", f"reproduce-{args.preset}")

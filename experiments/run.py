@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
-import shutil
 import signal
 import sys
 import time
@@ -324,7 +322,7 @@ def _train_run(cfg, out: str, resume: bool, progress: bool, nan_at: int | None, 
 
     from hrm_jax import checkpoint as ckpt
     from hrm_jax import sharding
-    from hrm_jax.train import make_train, seed_keys
+    from hrm_jax.train import seed_keys
 
     t = cfg.train
     try:

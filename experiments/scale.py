@@ -15,12 +15,12 @@ parallelism, not what real accelerators would give.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 
+from hrm_jax.cli import OneLineParser, positive_int
 from hrm_jax.config import PRESETS, SEED_LOOPS
 
 CHILD = r"""
@@ -60,16 +60,21 @@ def measure(devices: int, seeds: int, preset: str, chunks: int, seed_loop: str =
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.scale", description=__doc__.split("\n\n")[0])
-    p.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
-    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    p.add_argument("--chunks", type=int, default=2, help="timed chunks per device count (after one warm-up chunk)")
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m experiments.scale", description=__doc__.split("\n\n")[0])
+    p.add_argument("--devices", type=positive_int, nargs="+", default=[1, 2, 4, 8],
+                   help="forced CPU device counts to measure, one fresh process each (default 1 2 4 8)")
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="configuration of every run (default tiny)")
+    p.add_argument("--chunks", type=positive_int, default=2, help="timed chunks per device count (after one warm-up chunk)")
     p.add_argument("--baseline", action="store_true", help="also run the same seeds in one program on one device")
     p.add_argument("--seed-loop", default="", choices=SEED_LOOPS,
                    help="how a device runs its seeds (experiments.run --seed-loop; default: the preset's)")
     p.add_argument("--json", default=None, help="write the rows here")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     rows = []
     print(f"{'devices':>7} {'seeds':>5} {'loop':>4} {'s/chunk':>8} {'seed-steps/s':>12} {'scaling':>7} {'CPU s/chunk':>11}")
     base = None

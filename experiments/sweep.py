@@ -318,7 +318,7 @@ def plot_comparison(rows: dict[str, list[dict]], optimal: float, path: str, titl
 # ---- CLI ----------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from hrm_jax.cli import OneLineParser, add_config_flags
+    from hrm_jax.cli import OneLineParser, add_config_flags, number
 
     p = OneLineParser(prog=PROG, description="Train one multi-seed run per --z-carry condition and compare "
                       "them (success / episode length curves, gradient steps to 90/95/99% success).",
@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted sweep in --out: finished conditions are kept, unfinished ones resume from their checkpoint; with a larger --total-grad-steps every condition trains on to it")
     p.add_argument("--compare-only", action="store_true", help="do not train: redo the comparison from the run directories in --out")
-    p.add_argument("--sustain", type=int, default=1, metavar="K",
+    p.add_argument("--sustain", type=number(int, 1, why="consecutive evaluations at or above a threshold"), default=1, metavar="K",
                    help="a success threshold counts as reached at the first of K consecutive evaluations at or above "
                         "it (1: the first evaluation at or above it; 2-3 discount a single lucky evaluation)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -357,8 +357,6 @@ def resolve(argv: list[str] | None = None):
     from hrm_jax.config import ConfigError, validate
 
     args = build_parser().parse_args(argv)
-    if args.sustain < 1:
-        fail(f"--sustain {args.sustain}: must be >= 1 (consecutive evaluations at or above a threshold)", PROG)
     if args.conditions and len(set(args.conditions)) != len(args.conditions):
         fail(f"--z-carry {' '.join(args.conditions)}: a condition is repeated", PROG)
     args.varied = None  # (section, field) of --vary

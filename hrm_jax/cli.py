@@ -7,6 +7,7 @@ line (`error: ...`), before anything is compiled.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import fields, replace
 from typing import Any
@@ -27,6 +28,50 @@ class OneLineParser(argparse.ArgumentParser):
 def fail(message: str, prog: str = "hrm-jax") -> None:
     sys.stderr.write(f"{prog}: error: {message}\n")
     raise SystemExit(2)
+
+
+def _bound_text(x: float) -> str:
+    """2**32 -> '2**32' (large powers of two read better that way), 1.0 -> '1.0', 1 -> '1'."""
+    if isinstance(x, int) and x >= 2**16 and x & (x - 1) == 0:
+        return f"2**{x.bit_length() - 1}"
+    return str(x)
+
+
+def number(kind: type = int, lo: float | None = None, hi: float | None = None, *,
+           lo_open: bool = False, hi_open: bool = False, why: str = ""):
+    """An argparse `type` for one int or finite float in a range; out-of-range or unparsable text
+    becomes argparse's one-line error, e.g. `--seed: 'x' is not an integer`, `--p: 1.5 must be in
+    [0, 1]`, `--n: 0 must be >= 1`, `--t: 0 must be > 0`, `--seed: -1 must be in [0, 2**32)`.
+    `lo_open`/`hi_open` exclude that end of the range; `why`, if given, is added to the range error
+    in parentheses."""
+    if lo is None:
+        rng = None if hi is None else f"{'<' if hi_open else '<='} {_bound_text(hi)}"
+    elif hi is None:
+        rng = f"{'>' if lo_open else '>='} {_bound_text(lo)}"
+    else:
+        rng = f"in {'(' if lo_open else '['}{_bound_text(lo)}, {_bound_text(hi)}{')' if hi_open else ']'}"
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        ok = (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{text} must be {rng}" + (f" ({why})" if why else ""))
+        return v
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+positive_int = number(int, 1)
+non_negative_int = number(int, 0)
+positive_float = number(float, 0, lo_open=True)
+non_negative_float = number(float, 0)
+probability = number(float, 0, 1)
+seed_int = number(int, 0, 2**32, hi_open=True)  # jax.random.key takes a uint32
 
 
 def flag_name(section: str, name: str) -> str:

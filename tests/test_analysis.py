@@ -189,7 +189,7 @@ def test_claim_tally_over_agent_pairs():
 
 @pytest.mark.parametrize("argv, message", [
     (["--z-carry", "reset", "reset"], "a condition is repeated"),
-    (["--sustain", "0"], "--sustain 0: must be >= 1"),
+    (["--sustain", "0"], "argument --sustain: 0 must be >= 1"),
     (["--vary", "q-init-scale=1"], "--vary 'q-init-scale=1': give at least two values to compare"),
     (["--vary", "q-init-scale=1,1.0"], "the value 1.0 is repeated"),
     (["--vary", "hidden=32,40.5"], "--vary 'hidden=32,40.5': expected int, got '40.5'"),
@@ -430,7 +430,7 @@ def test_analyze_with_more_segments_than_trained(tiny_sweep, tmp_path, capsys):
 
     with pytest.raises(SystemExit) as exc:
         analyze.main([str(tiny_sweep / "last_token"), "--segments", "1"])
-    assert exc.value.code == 2 and "--segments=1 must be >= 2" in capsys.readouterr().err
+    assert exc.value.code == 2 and "argument --segments: 1 must be >= 2" in capsys.readouterr().err
     out = tmp_path / "deep"
     assert analyze.main([str(tiny_sweep / "last_token"), str(tiny_sweep / "reset"), "--segments", "4", "--envs", "8",
                          "--bootstrap", "0", "--out", str(out)]) == 0
@@ -483,9 +483,9 @@ def test_reproduce_goes_on_from_a_finished_sweep_and_writes_one_report(tiny_swee
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--seeds", "0"], "--seeds 0: must be >= 1"),
+    (["--seeds", "0"], "argument --seeds: 0 must be >= 1"),
     (["--envs", "four_rooms", "four_rooms"], "a maze is repeated"),
-    (["--segments", "1"], "--segments 1: must be >= 2"),
+    (["--segments", "1"], "argument --segments: 1 must be >= 2"),
     (["--lr", "-1"], "lr=-1.0 must be > 0"),
     (["--z-carry", "reset"], "unrecognized arguments: --z-carry reset"),
 ])
