@@ -65,4 +65,4 @@ def test_probe_q_target_rows_and_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         probe.main(["--steps", "0"])
     assert exc.value.code == 2
-    assert "--steps=0" in capsys.readouterr().err
+    assert "argument --steps: 0 must be >= 1" in capsys.readouterr().err
