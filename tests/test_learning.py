@@ -16,28 +16,35 @@ from envs.policies import jit_run_episodes, random_policy
 from hrm_jax.config import FIXED_GOAL, override, validate
 from hrm_jax.train import make_train
 
-GRAD_STEPS = 7000
+GRAD_STEPS = 7000   # the budget; the run stops at the first evaluation clearly above random
 
 
 def test_fixed_goal_preset_learns():
     cfg = validate(override(FIXED_GOAL, "train", total_grad_steps=GRAD_STEPS))
     tr = make_train(cfg)
-    state = jax.jit(tr.init)(jax.random.key(0))
-    chunk = jax.jit(tr.chunk)
-    success = []
-    for _ in range(tr.num_chunks):
-        state, metrics = chunk(state)
-        success.append(float(metrics["eval_success"]))
-    assert int(state.grad_step) == GRAD_STEPS
-    print("greedy success per 500 steps:", success)
 
     episodes = jit_run_episodes(tr.env, tr.env_params, random_policy, 4000)(jax.random.key(1))
     random_success = float(np.mean(episodes["success"]))
     assert 0.08 < random_success < 0.25, random_success   # ~14% from a uniform start to the far corner
+    # clearly above random: 2.5x its success and at least 25 points more (256 greedy episodes per
+    # evaluation: one evaluation's standard error is <= 0.03)
+    learned = max(2.5 * random_success, random_success + 0.25)
+
+    state = jax.jit(tr.init)(jax.random.key(0))
+    chunk = jax.jit(tr.chunk)
+    success = []
+    for _ in range(tr.num_chunks):   # one evaluation per chunk (eval_every = 500 gradient steps)
+        state, metrics = chunk(state)
+        success.append(float(metrics["eval_success"]))
+        if success[-1] >= learned:   # stop there: the rest of the budget would only cost CI time
+            break
+    print("greedy success per 500 steps:", success)
+    assert int(state.grad_step) == cfg.train.eval_every * len(success) <= GRAD_STEPS
 
     # untrained, the deterministic greedy policy gets stuck against walls: below random
     assert success[0] < random_success, success
-    # trained: clearly above random. The best of the last three evaluations (256 episodes each, steps
-    # 6k-7k): DQN's greedy policy can dip for one evaluation (seen here: 0.64 -> 0.04 -> 0.47 at 5-6k,
-    # then 0.88, 0.91, 0.29 at 6.5-7.5k)
-    assert max(success[-3:]) >= max(2.5 * random_success, random_success + 0.25), (success, random_success)
+    # trained: clearly above random within the budget. Keys 0-3 here (2026-11-23) first reached it
+    # at 4k, 3.5k, 3.5k and 3.5k steps (0.50, 0.54, 0.42, 0.65; key 0 is this test's), so the budget
+    # leaves ~3k steps of margin. DQN's greedy policy can dip between evaluations (0.34 -> 0.07 ->
+    # 0.54), so reaching it once is the criterion, not staying there.
+    assert max(success) >= learned, (success, random_success)
