@@ -42,6 +42,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 
 PROG = "python -m experiments.sweep"
 THRESHOLDS = (0.90, 0.95, 0.99)
@@ -289,6 +290,12 @@ def comparison_markdown(res: dict) -> str:
     return "\n".join(out)
 
 
+def figure_title(title: str, width: int = 110) -> str:
+    """The figure's title in lines of at most `width` characters: a run title that lists many
+    changed fields is wider than the figure (it used to run over both panels' titles)."""
+    return textwrap.fill(title, width, break_long_words=False, break_on_hyphens=False)
+
+
 def plot_comparison(rows: dict[str, list[dict]], optimal: float, path: str, title: str) -> None:
     import matplotlib
 
@@ -306,8 +313,9 @@ def plot_comparison(rows: dict[str, list[dict]], optimal: float, path: str, titl
     for th in THRESHOLDS:
         ax1.axhline(th, color="0.7", lw=0.6, ls=":")
     ax2.axhline(optimal, color="k", ls="--", lw=1, label=f"BFS optimum (mean {optimal:.2f})")
-    ax1.set(xlabel="gradient steps", ylabel="greedy success", ylim=(0, 1.02), title=f"{title}: success")
-    ax2.set(xlabel="gradient steps", ylabel="mean episode length", title=f"{title}: episode length")
+    ax1.set(xlabel="gradient steps", ylabel="greedy success", ylim=(0, 1.02), title="success")
+    ax2.set(xlabel="gradient steps", ylabel="mean episode length", title="episode length")
+    fig.suptitle(figure_title(title))
     ax1.legend(fontsize=8, loc="lower right")
     ax2.legend(fontsize=8, loc="upper right")
     fig.tight_layout()

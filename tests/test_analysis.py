@@ -158,6 +158,15 @@ def test_figure_title_names_the_runs_preset_and_changes(tmp_path):
     assert sweep.run_title(str(tmp_path)) == "four_rooms (random_goal preset)"
 
 
+def test_long_figure_title_is_wrapped_not_cut():
+    title = ("corridor_maze (fixed_goal preset + goal_row=9, pos_encoding=rope+learned2d, q_head=agent_token_linear, "
+             "total_grad_steps=10000)")
+    lines = sweep.figure_title(title).splitlines()
+    assert len(lines) == 2 and all(len(line) <= 110 for line in lines)
+    assert " ".join(lines) == title                     # every word kept, none split
+    assert sweep.figure_title("four_rooms (random_goal preset)") == "four_rooms (random_goal preset)"
+
+
 def test_claim_tally_over_agent_pairs():
     from experiments import analyze_agents as aa
 
