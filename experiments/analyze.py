@@ -29,14 +29,18 @@ import sys
 
 import numpy as np
 
+from hrm_jax.cli import number
+
 PROG = "python -m experiments.analyze"
 ZS = ("z_L", "z_H")
 CONDS = ("changed", "unchanged")
 MIN_SAMPLES = 20  # a verdict resting on fewer samples per condition is flagged
+# argparse type of --segments here and in the commands that pass it on (analyze_agents, reproduce)
+analysis_segments = number(int, 2, why="the analysis compares z after each segment with the last")
 
 
 def build_parser():
-    from hrm_jax.cli import OneLineParser, non_negative_int, number, positive_int, probability, seed_int
+    from hrm_jax.cli import OneLineParser, non_negative_int, positive_int, probability, seed_int
 
     p = OneLineParser(prog=PROG, description="Convergence / divergence of the HRM's recurrent state in greedy "
                       "rollouts of trained runs (carry Z vs reset Z; environment changed vs not).",
@@ -49,7 +53,7 @@ def build_parser():
     p.add_argument("--eval-seed", type=seed_int, default=12345, help="seed of the evaluation environments (shared by all runs)")
     p.add_argument("--batch", type=positive_int, default=256, help="environments per rollout program (bounds memory: the trace "
                    "is 2 x max_steps x segments x batch x hidden floats)")
-    p.add_argument("--segments", type=number(int, 2, why="the analysis compares z after each segment with the last"), default=None,
+    p.add_argument("--segments", type=analysis_segments, default=None,
                    help="segments per environment step in the rollouts (default: each run's segments_per_step). More than "
                    "the run was trained with gives longer convergence curves (HRM run deeper at inference); the action "
                    "is then taken after the last of them, so success may differ from training")

@@ -27,14 +27,15 @@ CLAIMS = ("carry Z: smaller first-to-final distance", "carry Z: a change raises 
 
 
 def build_parser():
-    from hrm_jax.cli import OneLineParser, non_negative_int, number, positive_int, probability, seed_int
+    from experiments.analyze import analysis_segments
+    from hrm_jax.cli import OneLineParser, non_negative_int, positive_int, probability, seed_int
 
     p = OneLineParser(prog=PROG, description="Run experiments.analyze on every carry/reset agent pair of a sweep and "
                       "tally the paper's claims over the pairs.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory written by experiments.sweep")
     p.add_argument("--carry", default="last_token", choices=("last_token", "full"), help="the carry-Z condition")
     p.add_argument("--envs", type=positive_int, default=1024, help="greedy episodes per agent (experiments.analyze --envs)")
-    p.add_argument("--segments", type=number(int, 2, why="the analysis compares z after each segment with the last"), default=None, help="segments per step in the rollouts (experiments.analyze --segments)")
+    p.add_argument("--segments", type=analysis_segments, default=None, help="segments per step in the rollouts (experiments.analyze --segments)")
     p.add_argument("--p-change", type=probability, default=0.05, help="door-change probability (experiments.analyze --p-change)")
     p.add_argument("--eval-seed", type=seed_int, default=12345, help="seed of the evaluation environments, the same for every pair")
     p.add_argument("--batch", type=positive_int, default=256, help="environments per rollout program (experiments.analyze --batch)")

@@ -34,7 +34,8 @@ SKIP = ("name", "z_carry", "seeds", "first_agent")  # set per maze and per condi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hrm_jax.cli import OneLineParser, add_config_flags, number, positive_int
+    from experiments.analyze import analysis_segments
+    from hrm_jax.cli import OneLineParser, add_config_flags, positive_int
 
     p = OneLineParser(prog=PROG, description="Reproduce the paper: the carry-Z vs reset-Z sweep on each maze, the "
                       "analysis of z over every agent pair, one report.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", action="store_true", help="train each sweep's two conditions side by side, one process per "
                    "condition pinned to its share of the CPU cores (experiments.sweep --parallel)")
     p.add_argument("--analysis-envs", type=positive_int, default=1024, help="greedy episodes per agent in the analysis of z")
-    p.add_argument("--segments", type=number(int, 2, why="the analysis compares z after each segment with the last"), default=None,
+    p.add_argument("--segments", type=analysis_segments, default=None,
                    help="segments per step in the analysis rollouts (default: as trained)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--dry-run", action="store_true", help="check everything, print each step's command and the "
