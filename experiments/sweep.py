@@ -168,6 +168,9 @@ def condition_runs(sweep_dir: str, condition: str) -> list[str]:
     return [d for _, d in sorted(found)]
 
 
+TITLE_FIELDS = 12  # changed fields named in a run title (three lines of the figure at most)
+
+
 def run_title(run_dir: str, ignore: tuple[str, ...] = ()) -> str:
     """"<env> (<preset> preset[, field=value, ...])" from the config a run was trained with: the
     preset it is closest to and the fields it changed (not the ones every condition or agent
@@ -177,7 +180,10 @@ def run_title(run_dir: str, ignore: tuple[str, ...] = ()) -> str:
     with open(os.path.join(run_dir, "config.json")) as fh:
         cfg = Config.from_dict(json.load(fh))
     name, changed = closest_preset(cfg, ignore=("env.name", "model.z_carry", "train.seeds", "train.first_agent") + ignore)
-    more = f" + {', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''}" if changed else ""
+    # Every changed field, up to TITLE_FIELDS: the figure wraps the title (figure_title). It used to
+    # stop at 4, which hid the 5th field of a run that changed five (eps_end on top of the options).
+    shown, rest = changed[:TITLE_FIELDS], len(changed) - TITLE_FIELDS
+    more = f" + {', '.join(shown)}{f' and {rest} more' if rest > 0 else ''}" if changed else ""
     return f"{cfg.env.name} ({name} preset{more})"
 
 

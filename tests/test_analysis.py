@@ -156,6 +156,18 @@ def test_figure_title_names_the_runs_preset_and_changes(tmp_path):
     assert sweep.run_title(str(tmp_path)) == "corridor_maze (fixed_goal preset + goal_row=9, total_grad_steps=12000)"
     (tmp_path / "config.json").write_text(json.dumps(C.RANDOM_GOAL.to_dict()))
     assert sweep.run_title(str(tmp_path)) == "four_rooms (random_goal preset)"
+    # the fifth changed field is named too (a cap of 4 used to hide eps_end here)
+    five = C.override(C.override(C.override(cfg, "model", q_head="agent_token_linear", pos_encoding="rope+learned2d"),
+                                 "train", eps_end=0.1), "model", z_carry="last_token")
+    (tmp_path / "config.json").write_text(json.dumps(five.to_dict()))
+    assert sweep.run_title(str(tmp_path)) == (
+        "corridor_maze (fixed_goal preset + goal_row=9, pos_encoding=rope+learned2d, q_head=agent_token_linear, "
+        "total_grad_steps=12000, eps_end=0.1)")
+    many = C.override(five, "train", lr=5e-4, gamma=0.9, batch_size=32, num_envs=16, polyak=0.95, beta2=0.99,
+                      eval_envs=64, warmup_steps=100, buffer_capacity=4096)
+    (tmp_path / "config.json").write_text(json.dumps(many.to_dict()))
+    title = sweep.run_title(str(tmp_path))
+    assert title.count("=") == sweep.TITLE_FIELDS and title.endswith(" and 2 more)"), title
 
 
 def test_long_figure_title_is_wrapped_not_cut():
