@@ -168,7 +168,7 @@ def condition_runs(sweep_dir: str, condition: str) -> list[str]:
     return [d for _, d in sorted(found)]
 
 
-TITLE_FIELDS = 12  # changed fields named in a run title (three lines of the figure at most)
+TITLE_FIELDS = 12  # changed fields named in a run title; more are counted ("and N more"), not named
 
 
 def run_title(run_dir: str, ignore: tuple[str, ...] = ()) -> str:
