@@ -29,6 +29,10 @@ def build_parser():
     p.add_argument("--minihack", type=non_negative_int, default=0, metavar="N",
                    help="also play N greedy episodes of seed 0's policy in the MiniHack reference (dynamic doors "
                         "emulated as the authors did, doors drawn from reset on), on the same layouts as ours")
+    p.add_argument("--failures", action="store_true",
+                   help="also say why the failed episodes failed, per seed: the fractions stuck at a wall, waiting at a "
+                        "closed door, oscillating between 2 cells or wandering over their last 10 steps, and cut off "
+                        "from the goal for more than half the episode (hrm_jax.failures; a traced rollout, slower)")
     p.add_argument("--json", default=None, help="also write the results as JSON")
     return p
 
@@ -74,6 +78,8 @@ def main(argv=None) -> int:
         row = {k: float(v[i]) for k, v in results.items()}
         rows.append(dict(seed=cfg.train.first_agent + i, **row))
         print(f"{cfg.train.first_agent + i:>4}  {row['eval_success']:>8.3f}  {row['eval_length']:>11.2f}  {row['eval_optimal']:>11.2f}")
+    if args.failures:
+        print_failures(rows, failure_breakdown(tr, state, env_params, rollout, key))
     result = dict(run_dir=args.run_dir, step=step, episodes=args.episodes, seeds=rows)
     if args.minihack:
         mh = evaluate_in_minihack(cfg, tr, state, env_params, args.minihack, args.seed)
@@ -87,6 +93,34 @@ def main(argv=None) -> int:
     if args.gif:
         write_episode_gif(args, tr, state, rollout, key)
     return 0
+
+
+def failure_breakdown(tr, state, env_params, rollout, key) -> dict:
+    """Per seed, `failures.summarize_failures` of the same episodes as the evaluation (same key,
+    so the same starts and doors; the traced rollout runs every episode to the step limit)."""
+    import jax
+
+    from hrm_jax import failures
+
+    def one(params, constants):
+        ev = rollout(params, constants, key, with_trace=True)
+        rec = ev["records"]
+        return failures.summarize_failures(failures.failure_modes(tr.env, rec["state"], rec["action"], ev["success"]))
+
+    return jax.device_get(jax.jit(jax.vmap(one))(state.params, state.constants))
+
+
+def print_failures(rows: list[dict], breakdown: dict) -> None:
+    """Add each seed's breakdown to its row and print it as a table."""
+    from hrm_jax.failures import MODE_KEYS, MODES, TAIL
+
+    print(f"why the failed episodes failed (their last {TAIL} steps; fractions of the failed episodes):")
+    print(f"{'seed':>4}  {'failed':>6}  " + "  ".join(f"{m:>{max(len(m), 6)}}" for m in MODES) + "  cut off")
+    for i, row in enumerate(rows):
+        f = {k: float(v[i]) for k, v in breakdown.items()}
+        row["failures"] = f
+        print(f"{row['seed']:>4}  {f['failed']:>6.3f}  "
+              + "  ".join(f"{f[k]:>{max(len(m), 6)}.3f}" for k, m in zip(MODE_KEYS, MODES)) + f"  {f['cut_off']:>7.3f}")
 
 
 def evaluate_in_minihack(cfg, tr, state, env_params, episodes: int, seed: int) -> dict:

@@ -220,13 +220,19 @@ def test_evaluate_saved_checkpoint(full_run, tmp_path):
     gif = tmp_path / "ep.gif"
     js = tmp_path / "eval.json"
     r = subprocess.run([sys.executable, "-m", "experiments.evaluate", str(out), "--episodes", "16",
-                        "--gif", str(gif), "--gif-episodes", "1", "--json", str(js), "--minihack", "3"],
+                        "--gif", str(gif), "--gif-episodes", "1", "--json", str(js), "--minihack", "3", "--failures"],
                        capture_output=True, text=True, timeout=600, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(js.read_text())
     assert res["step"] == 60 and len(res["seeds"]) == 1
     assert 0.0 <= res["seeds"][0]["eval_success"] <= 1.0
     assert gif.stat().st_size > 0
+    # --failures: the same 16 episodes, traced to the step limit; every failure gets exactly one mode
+    f = res["seeds"][0]["failures"]
+    assert abs(f["failed"] - (1 - res["seeds"][0]["eval_success"])) <= 1 / 16 + 1e-6
+    if f["failed"] > 0:
+        assert sum(f[k] for k in ("stuck_at_wall", "waiting_at_door", "oscillating", "wandering")) == pytest.approx(1)
+    assert "why the failed episodes failed" in r.stdout
     mh = res["minihack"]
     assert mh["episodes"] == 3 and 0.0 <= mh["success_minihack"] <= 1.0 and 1 <= mh["length_minihack"] <= 80
     bad = subprocess.run([sys.executable, "-m", "experiments.evaluate", str(tmp_path)], capture_output=True,
