@@ -79,7 +79,10 @@ def main(argv=None) -> int:
         rows.append(dict(seed=cfg.train.first_agent + i, **row))
         print(f"{cfg.train.first_agent + i:>4}  {row['eval_success']:>8.3f}  {row['eval_length']:>11.2f}  {row['eval_optimal']:>11.2f}")
     if args.failures:
-        print_failures(rows, failure_breakdown(tr, state, env_params, rollout, key))
+        from hrm_jax.failures import TAIL
+
+        tail = min(TAIL, cfg.env.max_steps)   # a run with a shorter episode limit looks at all of it
+        print_failures(rows, failure_breakdown(tr, state, rollout, key, tail), tail)
     result = dict(run_dir=args.run_dir, step=step, episodes=args.episodes, seeds=rows)
     if args.minihack:
         mh = evaluate_in_minihack(cfg, tr, state, env_params, args.minihack, args.seed)
@@ -95,7 +98,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def failure_breakdown(tr, state, env_params, rollout, key) -> dict:
+def failure_breakdown(tr, state, rollout, key, tail: int) -> dict:
     """Per seed, `failures.summarize_failures` of the same episodes as the evaluation (same key,
     so the same starts and doors; the traced rollout runs every episode to the step limit)."""
     import jax
@@ -105,16 +108,16 @@ def failure_breakdown(tr, state, env_params, rollout, key) -> dict:
     def one(params, constants):
         ev = rollout(params, constants, key, with_trace=True)
         rec = ev["records"]
-        return failures.summarize_failures(failures.failure_modes(tr.env, rec["state"], rec["action"], ev["success"]))
+        return failures.summarize_failures(failures.failure_modes(tr.env, rec["state"], rec["action"], ev["success"], tail))
 
     return jax.device_get(jax.jit(jax.vmap(one))(state.params, state.constants))
 
 
-def print_failures(rows: list[dict], breakdown: dict) -> None:
+def print_failures(rows: list[dict], breakdown: dict, tail: int) -> None:
     """Add each seed's breakdown to its row and print it as a table."""
-    from hrm_jax.failures import MODE_KEYS, MODES, TAIL
+    from hrm_jax.failures import MODE_KEYS, MODES
 
-    print(f"why the failed episodes failed (their last {TAIL} steps; fractions of the failed episodes):")
+    print(f"why the failed episodes failed (their last {tail} steps; fractions of the failed episodes):")
     print(f"{'seed':>4}  {'failed':>6}  " + "  ".join(f"{m:>{max(len(m), 6)}}" for m in MODES) + "  cut off")
     for i, row in enumerate(rows):
         f = {k: float(v[i]) for k, v in breakdown.items()}
