@@ -55,10 +55,11 @@ def failure_modes(env, states, actions: jax.Array, success: jax.Array, tail: int
     target = last.agent + env._deltas[actions[T - 1]]                   # int32[N, 2]
 
     def bumps(state, pos):
-        """(into a wall or fixed wall, into a closed door) for a move onto pos."""
+        """(into a wall or fixed wall, into a closed door) for a move onto pos: the env's own
+        `cell_blocked`, split by whether the cell is a closed dynamic door."""
         is_c, ci = env.candidate_at(pos)
-        wall = env._wall[pos[0], pos[1]] | (is_c & state.fixed_walls[ci])
-        return wall, ~wall & is_c & state.closed_doors[ci]
+        door = is_c & state.closed_doors[ci] & ~state.fixed_walls[ci]
+        return env.cell_blocked(state, pos) & ~door, door
 
     into_wall, into_door = jax.vmap(bumps)(last, target)
     still = n_cells == 1
