@@ -175,6 +175,10 @@ def dry_run(cfg, out: str) -> None:
     grad = flops.grad_step_flops(cfg.model, S, t.batch_size)
     print(f"FLOPs of one acting step ({t.num_envs} envs x {cfg.model.segments_per_step} segments): {act:.3e}")
     print(f"FLOPs of one gradient step (batch {t.batch_size}, 1-step gradient): {grad:.3e}")
+    nets = "target + online net, double DQN" if t.double_dqn else "target net"
+    target = (2 if t.double_dqn else 1) * flops.act_flops(cfg.model, S, t.batch_size)
+    print(f"FLOPs of one minibatch's TD target ({nets} on s', {cfg.model.segments_per_step} segments; "
+          f"one per {t.supervision_segments} gradient steps): {target:.3e}")
     print(f"iterations: {tr.prefill_iters} prefill + {tr.num_chunks} chunks x {tr.iters_per_chunk} "
           f"(1 collection of {t.num_envs} envs + {t.grad_steps_per_collect} gradient steps each)")
 

@@ -92,6 +92,8 @@ class TrainConfig:
     gamma: float = _f(0.95, "discount")
     n_step: int = _f(1, "n-step returns: the TD target sums n rewards (up to an episode's end) and bootstraps "
                      "from the target net n env steps later (authors: 1; n > 1 is an option, not HRM-Agent's)")
+    double_dqn: bool = _f(False, "double-DQN target: the online net picks argmax_a Q(s', a), the target net values it "
+                          "(van Hasselt et al. 2016; authors: false, the target net's own max; one more forward pass per minibatch)")
     loss: str = _f("mse", "TD loss: mse (authors') or huber", ("mse", "huber"))
     lr: float = _f(1e-4, "model learning rate (Adam)")
     beta1: float = _f(0.9, "Adam beta1")

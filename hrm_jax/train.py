@@ -93,13 +93,24 @@ def td_loss(q_sa: jax.Array, y: jax.Array, kind: str) -> jax.Array:
     return jnp.mean(jnp.square(q_sa - y))
 
 
-def dqn_targets(model, target_vars, batch: Transition, discount, n_segments: int) -> jax.Array:
+def dqn_targets(model, target_vars, batch: Transition, discount, n_segments: int, online_vars=None) -> jax.Array:
     """y = r + discount * (1 - terminated) * max_a Q_target(s', a); truncation bootstraps.
     `discount`: gamma, or gamma^k per transition (f32[B]) for k-step returns.
-    The target net runs all segments on s' from the stored converged z."""
-    carry = seed_carry(model, target_vars, batch.next_z, batch.next_obs.shape[0], batch.next_obs.shape[1])
-    _, q_next, _ = run_segments(model, target_vars, batch.next_obs, carry, n_segments)
-    y = batch.reward + discount * (1.0 - batch.terminated.astype(jnp.float32)) * jnp.max(q_next, -1)
+    The target net runs all segments on s' from the stored converged z. With `online_vars` (double
+    DQN) the online net, run the same way, picks the action and the target net's Q of it is used."""
+    B, L = batch.next_obs.shape[:2]
+
+    def q_of(vars_):
+        _, q, _ = run_segments(model, vars_, batch.next_obs, seed_carry(model, vars_, batch.next_z, B, L), n_segments)
+        return q
+
+    q_next = q_of(target_vars)
+    if online_vars is None:
+        v_next = jnp.max(q_next, -1)
+    else:
+        a_next = jnp.argmax(q_of(online_vars), -1)
+        v_next = jnp.take_along_axis(q_next, a_next[:, None], -1)[:, 0]
+    y = batch.reward + discount * (1.0 - batch.terminated.astype(jnp.float32)) * v_next
     return jax.lax.stop_gradient(y)
 
 
@@ -152,7 +163,8 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
         batch, discount = replay.sample(state.buffer, key)
         batch = shard(batch)
         consts = state.constants
-        y = dqn_targets(model, variables(state.target_params, consts), batch, discount, m.segments_per_step)
+        online = variables(state.params, consts) if t.double_dqn else None
+        y = dqn_targets(model, variables(state.target_params, consts), batch, discount, m.segments_per_step, online)
         carry0 = seed_carry(model, variables(state.params, consts), batch.prev_z, B, obs_len)
 
         def sup_step(c, _):

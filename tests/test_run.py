@@ -75,6 +75,18 @@ def test_dry_run_paper_preset():
     assert cfg["model"]["H_layers"] == 4 and cfg["train"]["buffer_capacity"] == 1_048_576
 
 
+def test_dry_run_counts_the_td_target_once_per_net():
+    def target_flops(*flags):
+        r = cli("--preset", "tiny", "--dry-run", *flags, timeout=300)
+        assert r.returncode == 0, r.stderr
+        line = next(x for x in r.stdout.splitlines() if x.startswith("FLOPs of one minibatch's TD target"))
+        return line, float(line.rsplit(": ", 1)[1])
+
+    (plain_line, plain), (double_line, double) = target_flops(), target_flops("--double-dqn", "true")
+    assert "(target net on s', 2 segments; one per 2 gradient steps)" in plain_line
+    assert "(target + online net, double DQN on s'" in double_line and double == 2 * plain > 0
+
+
 def test_random_goal_preset_is_cpu_plus_the_two_model_options():
     from hrm_jax.config import preset
     cpu, rg = preset("cpu"), preset("random_goal")

@@ -86,6 +86,52 @@ def test_dqn_targets(prefilled):
     np.testing.assert_allclose(np.asarray(y), expect, rtol=1e-6, atol=1e-6)
 
 
+def test_double_dqn_targets_value_the_online_argmax_with_the_target_net(prefilled):
+    cfg, tr, state = prefilled
+    target = {"params": state.params, "constants": state.constants}
+    # a different online net: the target's params perturbed, so the two argmaxes disagree somewhere
+    leaves, tdef = jax.tree.flatten(state.params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    noisy = [x + 0.5 * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
+    online = {"params": jax.tree.unflatten(tdef, noisy), "constants": state.constants}
+    batch = jax.tree.map(lambda x: jnp.asarray(x[0, :32]), state.buffer.experience)
+    batch = batch.replace(terminated=jnp.arange(32) % 5 == 0)
+    S = cfg.model.segments_per_step
+
+    def q_next(v):
+        carry = seed_carry(tr.model, v, batch.next_z, 32, tr.obs_len)
+        return np.asarray(run_segments(tr.model, v, batch.next_obs, carry, S)[1])
+
+    q_t, q_o = q_next(target), q_next(online)
+    a = q_o.argmax(-1)
+    assert (a != q_t.argmax(-1)).any()  # else the test could not tell double from plain DQN
+    y = dqn_targets(tr.model, target, batch, 0.9, S, online_vars=online)
+    keep = 1.0 - np.asarray(batch.terminated, np.float32)
+    expect = np.asarray(batch.reward) + 0.9 * keep * q_t[np.arange(32), a]
+    np.testing.assert_allclose(np.asarray(y), expect, rtol=1e-5, atol=1e-6)
+    # with the online net equal to the target net it is plain DQN
+    same = dqn_targets(tr.model, target, batch, 0.9, S, online_vars=target)
+    np.testing.assert_allclose(np.asarray(same), np.asarray(dqn_targets(tr.model, target, batch, 0.9, S)),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_double_dqn_flag_reaches_the_trainer(monkeypatch):
+    import hrm_jax.train as train_mod
+    seen = []
+    real = train_mod.dqn_targets
+
+    def spy(model, target_vars, batch, discount, n_segments, online_vars=None):
+        seen.append(online_vars is not None)
+        return real(model, target_vars, batch, discount, n_segments, online_vars)
+
+    monkeypatch.setattr(train_mod, "dqn_targets", spy)
+    tr = make_train(tiny(double_dqn=True, eval_envs=8))
+    s0 = jax.jit(tr.init)(jax.random.key(0))
+    s1, m = jax.jit(tr.chunk)(s0)
+    assert seen and all(seen)  # traced with the online net's variables
+    assert np.isfinite(float(m["loss"])) and int(s1.grad_step) == tr.config.train.eval_every
+
+
 @pytest.mark.parametrize("polyak", [0.0, 1.0])
 def test_polyak_extremes(polyak):
     cfg = tiny(polyak=polyak, eval_envs=8)
