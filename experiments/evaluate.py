@@ -108,7 +108,9 @@ def failure_breakdown(tr, state, rollout, key, tail: int) -> dict:
     def one(params, constants):
         ev = rollout(params, constants, key, with_trace=True)
         rec = ev["records"]
-        return failures.summarize_failures(failures.failure_modes(tr.env, rec["state"], rec["action"], ev["success"], tail))
+        out = failures.summarize_failures(failures.failure_modes(tr.env, rec["state"], rec["action"], ev["success"], tail))
+        bumps = failures.bump_margins(tr.env, rec["state"], rec["action"], rec["q"], rec["active"])
+        return {**out, **failures.summarize_bumps(bumps, rec["active"])}
 
     return jax.device_get(jax.jit(jax.vmap(one))(state.params, state.constants))
 
@@ -124,6 +126,12 @@ def print_failures(rows: list[dict], breakdown: dict, tail: int) -> None:
         row["failures"] = f
         print(f"{row['seed']:>4}  {f['failed']:>6.3f}  "
               + "  ".join(f"{f[k]:>{max(len(m), 6)}.3f}" for k, m in zip(MODE_KEYS, MODES)) + f"  {f['cut_off']:>7.3f}")
+    print("greedy moves into a wall (fraction of all greedy steps), and at those steps the median Q margin of the "
+          "bump over the best open move and the median max Q:")
+    print(f"{'seed':>4}  {'wall bumps':>10}  {'Q margin':>8}  {'max Q':>6}")
+    for row in rows:
+        f = row["failures"]
+        print(f"{row['seed']:>4}  {f['wall_bump_steps']:>10.3f}  {f['bump_margin']:>8.4f}  {f['bump_value']:>6.3f}")
 
 
 def evaluate_in_minihack(cfg, tr, state, env_params, episodes: int, seed: int) -> dict:

@@ -70,7 +70,7 @@ def greedy_rollout(model, variables, env, env_params, key, n_envs: int, n_segmen
     Returns dict: success (bool[n]), length (int32[n]: steps taken, the limit if never done),
     optimal (int32[n]: BFS length at reset, -1 if the goal was cut off), return (f32[n]).
     With with_trace, the loop is a fixed-length scan and the per-step records are returned too
-    (for the analysis of z): trace z_H/z_L f32[T, n_segments, n, D], states, actions, active.
+    (for the analysis of z): trace z_H/z_L f32[T, n_segments, n, D], states, actions, q f32[T, n, A], active.
     """
     k_reset, k_steps = jax.random.split(key)
     obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(k_reset, n_envs), env_params)
@@ -91,7 +91,7 @@ def greedy_rollout(model, variables, env, env_params, key, n_envs: int, n_segmen
         done = done | term | (state2.time >= env_params.max_steps_in_episode)
         z_next = z0 if z_carry == "reset" else z_next
         out = (obs2, state2, z_next, done, success, length, ret)
-        rec = dict(trace=trace, state=state, action=action, active=active, reward=reward) if with_trace else None
+        rec = dict(trace=trace, state=state, action=action, q=q, active=active, reward=reward) if with_trace else None
         return out, rec
 
     zeros_b = jnp.zeros((n_envs,), bool)

@@ -16,6 +16,12 @@ step limit is classified by its last `tail` steps:
 Independently of the mode, an episode counts as "cut off" when the goal was unreachable (closed
 doors) in more than half of its steps: there the step limit, not the policy, may be to blame.
 
+Why a greedy agent keeps bumping is a question about its Q values: `bump_margins` measures, at
+every greedy step into a wall, by how much the bump's Q beats the best move that is not blocked,
+and the agent's value (max Q) there. Under the optimal Q the bump is worse by
+0.01 + (1 - gamma) * V (the -0.01 penalty, and one step of discount lost): a small gap, which a
+learned Q must resolve to act right.
+
 Pure functions, jit- and vmap-safe: `failure_modes` over one batch of episodes, vmapped over
 seeds by the caller; `summarize_failures` turns the per-episode results into fractions.
 """
@@ -82,3 +88,40 @@ def summarize_failures(modes: dict) -> dict:
         out[key] = jnp.sum(mode == code) / n_failed
     out["cut_off"] = jnp.sum(cut_off) / n_failed
     return out
+
+
+def bump_margins(env, states, actions: jax.Array, q: jax.Array, active: jax.Array) -> dict:
+    """Per step, whether the greedy move bumped into a wall and by how much its Q won.
+
+    states: EnvState [T, N] (before each step); actions: int32[T, N]; q: f32[T, N, A] (the Q values
+    the action was chosen from); active: bool[T, N] (the episode had not ended before the step).
+    Returns wall_bump: bool[T, N] (active, and the move is into a map or fixed wall, not a closed
+    door), margin: f32[T, N] (q of the action minus the best q among moves that are not blocked;
+    NaN where no move is open) and value: f32[T, N] (max q).
+    """
+    def blocked_moves(state):
+        """bool[A] (any move that does not happen) and bool[A] (of those, into a closed door)."""
+        targets = state.agent + env._deltas                                  # int32[A, 2]
+
+        def one(pos):
+            is_c, ci = env.candidate_at(pos)
+            return env.cell_blocked(state, pos), is_c & state.closed_doors[ci] & ~state.fixed_walls[ci]
+
+        return jax.vmap(one)(targets)
+
+    blocked, door = jax.vmap(jax.vmap(blocked_moves))(states)               # bool[T, N, A]
+    take = lambda x: jnp.take_along_axis(x, actions[..., None], -1)[..., 0]
+    wall_bump = active & take(blocked) & ~take(door)
+    best_open = jnp.max(jnp.where(blocked, -jnp.inf, q), axis=-1)
+    margin = jnp.where(jnp.isfinite(best_open), take(q) - best_open, jnp.nan)
+    return dict(wall_bump=wall_bump, margin=margin, value=jnp.max(q, axis=-1))
+
+
+def summarize_bumps(bumps: dict, active: jax.Array) -> dict:
+    """`wall_bump_steps`: the fraction of greedy steps (active) that bumped into a wall; over those
+    steps, the median `bump_margin` (how much the bump's Q beat the best open move) and the median
+    `bump_value` (max Q). NaN medians when no step bumped."""
+    wb = bumps["wall_bump"]
+    med = lambda x: jnp.nanmedian(jnp.where(wb, x, jnp.nan))
+    return dict(wall_bump_steps=jnp.sum(wb) / jnp.maximum(jnp.sum(active), 1),
+                bump_margin=med(bumps["margin"]), bump_value=med(bumps["value"]))

@@ -122,3 +122,34 @@ def test_tail_must_fit_the_episode(env):
     states, actions, success = play(env, env[0].make_state(start=(1, 1), goal=(11, 11)))
     with pytest.raises(ValueError, match="tail=81 must be between 1 and the episode limit 80"):
         F.failure_modes(env[0], states, actions, success, tail=81)
+
+
+def bump_stats(env, start, table, q_row, active_steps=T):
+    """Q margins of a scripted episode whose Q values are q_row at every step."""
+    states, actions, _ = play(env, env[0].make_state(start=start, goal=(11, 11), closed_doors=[(6, 2)]), table)
+    q = jnp.broadcast_to(jnp.asarray(q_row, jnp.float32), (T, 1, 4))
+    active = (jnp.arange(T) < active_steps)[:, None]
+    bumps = F.bump_margins(env[0], states, actions, q, active)
+    return bumps, {k: float(v) for k, v in F.summarize_bumps(bumps, active).items()}
+
+
+def test_bump_margin_is_the_bumps_q_over_the_best_open_move(env):
+    # in the corner (1, 1) north and west are walls; east and south are open
+    bumps, summary = bump_stats(env, (1, 1), NORTH, [0.5, 0.45, 0.3, 0.6])
+    assert bool(jnp.all(bumps["wall_bump"]))
+    np.testing.assert_allclose(bumps["margin"], 0.05, atol=1e-6)   # 0.5 - max(east 0.45, south 0.3); west is a wall
+    np.testing.assert_allclose(bumps["value"], 0.6)
+    assert summary == pytest.approx(dict(wall_bump_steps=1.0, bump_margin=0.05, bump_value=0.6))
+
+
+def test_only_greedy_steps_into_a_wall_count(env):
+    # back and forth from the corner: only the first move (north at (1, 1)) bumps; steps 40+ are
+    # after the episode's end (inactive)
+    bumps, summary = bump_stats(env, (1, 1), BACK_AND_FORTH, [0.2, 0.1, 0.3, 0.0], active_steps=40)
+    np.testing.assert_array_equal(np.flatnonzero(bumps["wall_bump"][:, 0]), [0])
+    assert summary["wall_bump_steps"] == pytest.approx(1 / 40)
+    assert summary["bump_margin"] == pytest.approx(0.2 - 0.3)   # a bump need not be the argmax here
+    # pushing into the closed door (6, 2) is not a wall bump, so there is no margin to report
+    bumps, summary = bump_stats(env, (5, 2), SOUTH, [0.1, 0.2, 0.3, 0.4])
+    assert not bool(jnp.any(bumps["wall_bump"])) and summary["wall_bump_steps"] == 0.0
+    assert np.isnan(summary["bump_margin"]) and np.isnan(summary["bump_value"])

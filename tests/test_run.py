@@ -245,6 +245,9 @@ def test_evaluate_saved_checkpoint(full_run, tmp_path):
     if f["failed"] > 0:
         assert sum(f[k] for k in ("stuck_at_wall", "waiting_at_door", "oscillating", "wandering")) == pytest.approx(1)
     assert "why the failed episodes failed" in r.stdout
+    # a greedy bump is the argmax over all moves, so its Q is at least the best open move's
+    assert 0.0 <= f["wall_bump_steps"] <= 1.0 and (f["wall_bump_steps"] == 0 or f["bump_margin"] >= 0)
+    assert "median Q margin of the bump" in r.stdout
     mh = res["minihack"]
     assert mh["episodes"] == 3 and 0.0 <= mh["success_minihack"] <= 1.0 and 1 <= mh["length_minihack"] <= 80
     bad = subprocess.run([sys.executable, "-m", "experiments.evaluate", str(tmp_path)], capture_output=True,
