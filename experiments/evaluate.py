@@ -32,7 +32,8 @@ def build_parser():
     p.add_argument("--failures", action="store_true",
                    help="also say why the failed episodes failed, per seed: the fractions stuck at a wall, waiting at a "
                         "closed door, oscillating between 2 cells or wandering over their last 10 steps, and cut off "
-                        "from the goal for more than half the episode (hrm_jax.failures; a traced rollout, slower)")
+                        "from the goal for more than half the episode; and how often a greedy move bumps into a wall, with the "
+                        "median Q margin of such a bump over the best open move (hrm_jax.failures; a traced rollout, slower)")
     p.add_argument("--json", default=None, help="also write the results as JSON")
     return p
 
