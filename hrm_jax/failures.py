@@ -43,6 +43,13 @@ def distinct_cells(cells: jax.Array) -> jax.Array:
     return jnp.sum(~seen_before).astype(jnp.int32)
 
 
+def blocked_or_door(env, state, pos: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(the move onto pos does not happen, the cell is a closed dynamic door): the env's own
+    `cell_blocked`, and which of its blocked cells are doors rather than walls or fixed walls."""
+    is_c, ci = env.candidate_at(pos)
+    return env.cell_blocked(state, pos), is_c & state.closed_doors[ci] & ~state.fixed_walls[ci]
+
+
 def failure_modes(env, states, actions: jax.Array, success: jax.Array, tail: int = TAIL) -> dict:
     """Per episode, why it failed.
 
@@ -60,14 +67,8 @@ def failure_modes(env, states, actions: jax.Array, success: jax.Array, tail: int
     last = jax.tree.map(lambda x: x[T - 1], states)                     # state before the last step
     target = last.agent + env._deltas[actions[T - 1]]                   # int32[N, 2]
 
-    def bumps(state, pos):
-        """(into a wall or fixed wall, into a closed door) for a move onto pos: the env's own
-        `cell_blocked`, split by whether the cell is a closed dynamic door."""
-        is_c, ci = env.candidate_at(pos)
-        door = is_c & state.closed_doors[ci] & ~state.fixed_walls[ci]
-        return env.cell_blocked(state, pos) & ~door, door
-
-    into_wall, into_door = jax.vmap(bumps)(last, target)
+    blocked, into_door = jax.vmap(lambda st, pos: blocked_or_door(env, st, pos))(last, target)
+    into_wall = blocked & ~into_door
     still = n_cells == 1
     mode = jnp.where(still & into_wall, STUCK_AT_WALL,
                      jnp.where(still & into_door, WAITING_AT_DOOR,
@@ -100,14 +101,8 @@ def bump_margins(env, states, actions: jax.Array, q: jax.Array, active: jax.Arra
     NaN where no move is open) and value: f32[T, N] (max q).
     """
     def blocked_moves(state):
-        """bool[A] (any move that does not happen) and bool[A] (of those, into a closed door)."""
-        targets = state.agent + env._deltas                                  # int32[A, 2]
-
-        def one(pos):
-            is_c, ci = env.candidate_at(pos)
-            return env.cell_blocked(state, pos), is_c & state.closed_doors[ci] & ~state.fixed_walls[ci]
-
-        return jax.vmap(one)(targets)
+        """bool[A] (the move does not happen), bool[A] (into a closed door)."""
+        return jax.vmap(lambda pos: blocked_or_door(env, state, pos))(state.agent + env._deltas)
 
     blocked, door = jax.vmap(jax.vmap(blocked_moves))(states)               # bool[T, N, A]
     take = lambda x: jnp.take_along_axis(x, actions[..., None], -1)[..., 0]
