@@ -126,10 +126,11 @@ def test_double_dqn_flag_reaches_the_trainer(monkeypatch):
 
     monkeypatch.setattr(train_mod, "dqn_targets", spy)
     tr = make_train(tiny(double_dqn=True, eval_envs=8))
-    s0 = jax.jit(tr.init)(jax.random.key(0))
-    s1, m = jax.jit(tr.chunk)(s0)
+    # tracing is enough to see the wiring (the values are checked above); compiling would cost ~15 s
+    s0 = jax.eval_shape(tr.init, jax.random.key(0))
+    _, m = jax.eval_shape(tr.chunk, s0)
     assert seen and all(seen)  # traced with the online net's variables
-    assert np.isfinite(float(m["loss"])) and int(s1.grad_step) == tr.config.train.eval_every
+    assert m["loss"].shape == () and m["loss"].dtype == jnp.float32
 
 
 @pytest.mark.parametrize("polyak", [0.0, 1.0])
