@@ -1,4 +1,6 @@
 """Failure modes of greedy episodes (hrm_jax.failures) on hand-made four-rooms episodes."""
+from typing import Any, Callable, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,12 +13,18 @@ from hrm_jax import failures as F
 N, E, S, W = 0, 1, 2, 3
 
 
+class Scripted(NamedTuple):
+    maze: Any          # the four-rooms env
+    params: Any        # its params, p_change 0
+    play: Callable     # make_player's jitted player
+
+
 @pytest.fixture(scope="module")
 def env():
-    env, params = envs.make("four_rooms")
+    maze, params = envs.make("four_rooms")
     params = params.replace(p_change=0.0)   # doors stay as built: each episode is fully scripted
     assert int(params.max_steps_in_episode) == T   # the action tables below are one episode long
-    return env, params, make_player(env, params)
+    return Scripted(maze, params, make_player(maze, params))
 
 
 def make_player(env, params):
@@ -50,12 +58,12 @@ SQUARE = jnp.array([N, E, S, W])[t % 4]
 
 
 def play(env, state, table=NORTH, shortest=False):
-    return env[2](state, table, shortest)
+    return env.play(state, table, shortest)
 
 
 def classify(env, state, table=NORTH, shortest=False, tail=F.TAIL):
     states, actions, success = play(env, state, table, shortest)
-    out = F.failure_modes(env[0], states, actions, success, tail)
+    out = F.failure_modes(env.maze, states, actions, success, tail)
     return int(out["mode"][0]), bool(out["cut_off"][0])
 
 
@@ -67,18 +75,18 @@ def test_distinct_cells():
 
 
 def test_pushing_north_in_a_corner_is_stuck_at_a_wall(env):
-    state = env[0].make_state(start=(1, 1), goal=(11, 11), closed_doors=[(6, 2)])
+    state = env.maze.make_state(start=(1, 1), goal=(11, 11), closed_doors=[(6, 2)])
     assert classify(env, state, NORTH) == (F.STUCK_AT_WALL, False)
 
 
 def test_pushing_into_a_closed_door_is_waiting(env):
     # (6, 2) is the door below the top-left room; the agent stands right above it
-    state = env[0].make_state(start=(5, 2), goal=(11, 11), closed_doors=[(6, 2)])
+    state = env.maze.make_state(start=(5, 2), goal=(11, 11), closed_doors=[(6, 2)])
     assert classify(env, state, SOUTH) == (F.WAITING_AT_DOOR, False)
 
 
 def test_back_and_forth_is_oscillating_and_a_loop_is_wandering(env):
-    state = env[0].make_state(start=(2, 2), goal=(11, 11), closed_doors=[(6, 2)])
+    state = env.maze.make_state(start=(2, 2), goal=(11, 11), closed_doors=[(6, 2)])
     assert classify(env, state, BACK_AND_FORTH) == (F.OSCILLATING, False)
     assert classify(env, state, SQUARE) == (F.WANDERING, False)
     # over a 2-step tail the square walk shows only two cells
@@ -87,13 +95,13 @@ def test_back_and_forth_is_oscillating_and_a_loop_is_wandering(env):
 
 def test_goal_cut_off_by_closed_doors(env):
     # both doors of the top-left room closed: the goal in the bottom-right room is unreachable
-    state = env[0].make_state(start=(1, 1), goal=(11, 11), closed_doors=[(3, 6), (6, 2)])
-    assert int(env[0].optimal_path_length(state)) == -1
+    state = env.maze.make_state(start=(1, 1), goal=(11, 11), closed_doors=[(3, 6), (6, 2)])
+    assert int(env.maze.optimal_path_length(state)) == -1
     assert classify(env, state, NORTH) == (F.STUCK_AT_WALL, True)
 
 
 def test_a_success_has_no_failure_mode(env):
-    state = env[0].make_state(start=(1, 1), goal=(11, 11), closed_doors=[(6, 2)])
+    state = env.maze.make_state(start=(1, 1), goal=(11, 11), closed_doors=[(6, 2)])
     assert classify(env, state, shortest=True) == (F.SUCCEEDED, False)
 
 
@@ -101,12 +109,12 @@ def test_batch_and_summary(env):
     """Several episodes at once (as a rollout's [T, N] records), then the fractions."""
     starts = [(1, 1), (5, 2), (2, 2), (1, 1)]
     tables = [NORTH, SOUTH, BACK_AND_FORTH, NORTH]
-    runs = [play(env, env[0].make_state(start=p, goal=(11, 11), closed_doors=[(6, 2)]), table, shortest=i == 3)
+    runs = [play(env, env.maze.make_state(start=p, goal=(11, 11), closed_doors=[(6, 2)]), table, shortest=i == 3)
             for i, (p, table) in enumerate(zip(starts, tables))]
     states = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *[r[0] for r in runs])
     actions = jnp.concatenate([r[1] for r in runs], axis=1)
     success = jnp.concatenate([r[2] for r in runs])
-    modes = F.failure_modes(env[0], states, actions, success)
+    modes = F.failure_modes(env.maze, states, actions, success)
     np.testing.assert_array_equal(modes["mode"], [F.STUCK_AT_WALL, F.WAITING_AT_DOOR, F.OSCILLATING, F.SUCCEEDED])
     summary = {k: float(v) for k, v in F.summarize_failures(modes).items()}
     assert summary["failed"] == pytest.approx(0.75)
@@ -114,22 +122,22 @@ def test_batch_and_summary(env):
     assert summary["cut_off"] == 0.0
     # jit and vmap over a leading seed axis give the same
     stacked = jax.tree.map(lambda x: jnp.stack([x, x]), (states, actions, success))
-    both = jax.jit(jax.vmap(lambda s, a, ok: F.failure_modes(env[0], s, a, ok)))(*stacked)
+    both = jax.jit(jax.vmap(lambda s, a, ok: F.failure_modes(env.maze, s, a, ok)))(*stacked)
     np.testing.assert_array_equal(both["mode"], np.stack([modes["mode"]] * 2))
 
 
 def test_tail_must_fit_the_episode(env):
-    states, actions, success = play(env, env[0].make_state(start=(1, 1), goal=(11, 11)))
+    states, actions, success = play(env, env.maze.make_state(start=(1, 1), goal=(11, 11)))
     with pytest.raises(ValueError, match="tail=81 must be between 1 and the episode limit 80"):
-        F.failure_modes(env[0], states, actions, success, tail=81)
+        F.failure_modes(env.maze, states, actions, success, tail=81)
 
 
 def bump_stats(env, start, table, q_row, active_steps=T):
     """Q margins of a scripted episode whose Q values are q_row at every step."""
-    states, actions, _ = play(env, env[0].make_state(start=start, goal=(11, 11), closed_doors=[(6, 2)]), table)
+    states, actions, _ = play(env, env.maze.make_state(start=start, goal=(11, 11), closed_doors=[(6, 2)]), table)
     q = jnp.broadcast_to(jnp.asarray(q_row, jnp.float32), (T, 1, 4))
     active = (jnp.arange(T) < active_steps)[:, None]
-    bumps = F.bump_margins(env[0], states, actions, q, active)
+    bumps = F.bump_margins(env.maze, states, actions, q, active)
     return bumps, {k: float(v) for k, v in F.summarize_bumps(bumps, active).items()}
 
 
