@@ -38,6 +38,9 @@ TRIES_PER_WALL = 10
 class CorridorMazeParams:
     max_steps_in_episode: int = 80
     p_change: float = 0.05
+    # reward of a move into a wall, a closed door or the border (authors: -0.01, the default);
+    # a larger penalty is an option for the agents that get stuck bumping (README, deviations).
+    blocked_reward: float = maze_env.BLOCKED_REWARD
     fixed_walls: int = struct.field(pytree_node=False, default=10)
     dynamic_doors: int = struct.field(pytree_node=False, default=5)
     door_dynamics: str = struct.field(pytree_node=False, default="joint")
@@ -51,6 +54,7 @@ class CorridorMazeParams:
         maze_env.check_count("dynamic_doors", self.dynamic_doors, N_CAND - self.fixed_walls,
                              f"{N_CAND} candidates minus fixed_walls={self.fixed_walls}")
         maze_env.check_probability("p_change", self.p_change)
+        maze_env.check_penalty("blocked_reward", self.blocked_reward)
         maze_env.check_positive("max_steps_in_episode", self.max_steps_in_episode)
         maze_env.check_dynamics(self.door_dynamics)
 

@@ -28,6 +28,9 @@ from envs.maps import FOUR_ROOMS
 class FourRoomsParams:
     max_steps_in_episode: int = 80
     p_change: float = 0.05
+    # reward of a move into a wall, a closed door or the border (authors: -0.01, the default);
+    # a larger penalty is an option for the agents that get stuck bumping (README, deviations).
+    blocked_reward: float = maze_env.BLOCKED_REWARD
     closed_doors: int = struct.field(pytree_node=False, default=1)
     door_dynamics: str = struct.field(pytree_node=False, default="joint")
     # (row, col) in map coordinates: a goal fixed for every episode (classic four-rooms, Sutton et
@@ -38,6 +41,7 @@ class FourRoomsParams:
         maze_env.check_count("closed_doors", self.closed_doors, len(FOUR_ROOMS.candidates), "four-rooms has 4 doorways")
         maze_env.check_goal(self.goal, FOUR_ROOMS)
         maze_env.check_probability("p_change", self.p_change)
+        maze_env.check_penalty("blocked_reward", self.blocked_reward)
         maze_env.check_positive("max_steps_in_episode", self.max_steps_in_episode)
         maze_env.check_dynamics(self.door_dynamics)
 

@@ -80,6 +80,14 @@ def check_probability(name: str, p: Any) -> None:
             raise ValueError(f"{name}={p} must be a probability in [0, 1]")
 
 
+def check_penalty(name: str, v: Any) -> None:
+    """A reward for a bad move: finite and <= 0 (a positive one would pay the agent to bump)."""
+    if is_concrete(v):
+        a = np.asarray(v)
+        if not np.all(np.isfinite(a) & (a <= 0.0)):
+            raise ValueError(f"{name}={v} must be a finite number <= 0 (authors: {BLOCKED_REWARD})")
+
+
 def check_positive(name: str, v: Any) -> None:
     if is_concrete(v) and not np.all(np.asarray(v) >= 1):
         raise ValueError(f"{name}={v} must be >= 1")
@@ -419,7 +427,7 @@ class MazeEnv(environment.Environment):
         blocked = self.cell_blocked(state, target) | ~valid
         agent = jnp.where(blocked, state.agent, target)
         terminated = jnp.all(agent == state.goal)
-        reward = jnp.where(terminated, GOAL_REWARD, jnp.where(blocked & valid, BLOCKED_REWARD, 0.0))
+        reward = jnp.where(terminated, GOAL_REWARD, jnp.where(blocked & valid, params.blocked_reward, 0.0))
         moved = state.replace(agent=agent)
         if params.door_dynamics == "independent":
             closed, resample, seed = self.update_doors(key, moved, params), jnp.bool_(False), jnp.uint32(0)

@@ -15,7 +15,7 @@ from hrm_jax.model import StoredZ, run_segments, seed_carry, to_stored
 def make_env(cfg: EnvConfig):
     """(env, env_params) from the EnvConfig; -1 counts mean the env's default."""
     kw: dict[str, Any] = dict(max_steps_in_episode=cfg.max_steps, p_change=cfg.p_change,
-                              door_dynamics=cfg.door_dynamics)
+                              door_dynamics=cfg.door_dynamics, blocked_reward=cfg.blocked_reward)
     if cfg.name == "four_rooms":
         if cfg.fixed_walls not in (-1, 0):
             raise ValueError(f"fixed_walls={cfg.fixed_walls} applies only to corridor_maze (four-rooms has none)")

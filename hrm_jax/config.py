@@ -74,6 +74,8 @@ class EnvConfig:
     closed_doors: int = _f(-1, "closed doors at a time (four-rooms; -1 = env default 1) / dynamic doors (maze; -1 = env default 5)")
     fixed_walls: int = _f(-1, "fixed walls placed at reset (corridor maze only; -1 = env default 10)")
     max_steps: int = _f(80, "truncation limit (blocked moves count)")
+    blocked_reward: float = _f(-0.01, "reward of a move into a wall, closed door or the border (authors: -0.01); "
+                               "a larger penalty, e.g. -0.1, is an option, not HRM-Agent's")
     goal_row: int = _f(-1, "fix the goal at this map row (with --goal-col; e.g. classic single-goal four-rooms), start, doors and maze walls stay random; -1 = uniform random goal (paper)")
     goal_col: int = _f(-1, "fix the goal at this map column (with --goal-row); -1 = uniform random goal (paper)")
 
@@ -243,6 +245,8 @@ def validate(cfg: Config) -> Config:
         _check(getattr(t, name) >= 0, f"{name}={getattr(t, name)} must be >= 0")
     _check(0.0 <= e.p_change <= 1.0, f"p_change={e.p_change} must be in [0, 1]")
     _check(e.max_steps >= 1, f"max_steps={e.max_steps} must be >= 1")
+    _check(math.isfinite(e.blocked_reward) and e.blocked_reward <= 0,
+           f"blocked_reward={e.blocked_reward} must be a finite number <= 0 (authors: -0.01)")
     _check(e.closed_doors >= -1, f"closed_doors={e.closed_doors} must be >= 0 (or -1 for the env default)")
     _check((e.goal_row == -1) == (e.goal_col == -1),
            f"goal_row={e.goal_row}, goal_col={e.goal_col}: give both (a fixed goal cell) or neither (-1, a random goal)")

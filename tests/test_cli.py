@@ -98,6 +98,8 @@ def test_number_types(parse, text, expected):
     ("reproduce", ["--analysis-envs", "0"], "argument --analysis-envs: 0 must be >= 1"),
     ("sweep", ["--sustain", "x"], "argument --sustain: 'x' is not an integer"),
     ("run", ["--seeds", "0"], "seeds=0 must be >= 1"),
+    ("run", ["--blocked-reward", "0.5"], "blocked_reward=0.5 must be a finite number <= 0"),
+    ("sweep", ["--blocked-reward", "nan"], "blocked_reward=nan must be a finite number"),
 ])
 def test_bad_value_one_line_exit_2(name, argv, message, capsys):
     mod = importlib.import_module(f"experiments.{name}")

@@ -146,6 +146,17 @@ def test_invalid_params():
         envs.CorridorMazeParams(fixed_walls=10, dynamic_doors=40)
     with pytest.raises(ValueError, match="p_change"):
         envs.CorridorMazeParams(p_change=-0.1)
+    with pytest.raises(ValueError, match="blocked_reward.*<= 0"):
+        envs.CorridorMazeParams(blocked_reward=0.01)
+
+
+def test_blocked_reward_option_fixed_wall_and_door(env):
+    env, params = env
+    p = params.replace(p_change=0.0, blocked_reward=-0.1)
+    state = env.make_state(start=(1, 1), goal=(9, 11), fixed_walls=[(1, 2)], closed_doors=[(2, 1)])
+    for a in (E, S, N, W):  # fixed wall, closed door, border, border
+        _, s, r, *_ = env.step_env(jax.random.key(0), state, a, p)
+        assert tuple(np.asarray(s.agent)) == (1, 1) and float(r) == pytest.approx(-0.1)
 
 
 def test_jit_vmap_1024_envs_100_steps_invariants():

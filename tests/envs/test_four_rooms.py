@@ -93,6 +93,29 @@ def test_closed_door_blocks(env, door, pos, action):
     np.testing.assert_array_equal(s2.closed_doors, state.closed_doors)  # p=0: doors stay
 
 
+def test_blocked_reward_option(env):
+    """--blocked-reward: every bump (wall, closed door, border) pays it; open moves and the goal don't."""
+    env, params = env
+    p = params.replace(p_change=0.0, blocked_reward=-0.1)
+    assert params.blocked_reward == pytest.approx(-0.01)  # the authors' value stays the default
+    for pos, action, door in (((1, 1), N, []), ((1, 5), E, []), ((3, 5), E, [(3, 6)])):
+        state = env.make_state(start=pos, goal=(9, 9), closed_doors=door)
+        _, s2, r, *_ = env.step_env(jax.random.key(0), state, action, p)
+        np.testing.assert_array_equal(s2.agent, pos)
+        assert float(r) == pytest.approx(-0.1)
+    state = env.make_state(start=(1, 1), goal=(1, 3), closed_doors=[])
+    _, s2, r, *_ = env.step_env(jax.random.key(0), state, E, p)
+    assert float(r) == 0.0 and tuple(np.asarray(s2.agent)) == (1, 2)
+    _, s3, r, term, _ = env.step_env(jax.random.key(0), s2, E, p)
+    assert float(r) == 1.0 and bool(term)
+    # a traced penalty (a pytree leaf) changes the reward without a new compile
+    step = jax.jit(env.step_env)
+    bump = env.make_state(start=(1, 1), goal=(9, 9), closed_doors=[])
+    rs = [float(step(jax.random.key(0), bump, N, params.replace(p_change=0.0, blocked_reward=v))[2])
+          for v in (-0.01, -0.5)]
+    assert rs == pytest.approx([-0.01, -0.5]) and step._cache_size() == 1
+
+
 def test_goal_reward_termination_and_autoreset(env):
     env, params = env
     state = env.make_state(start=(1, 1), goal=(1, 2))
@@ -190,6 +213,9 @@ def test_invalid_params_and_actions(env):
         envs.FourRoomsParams(max_steps_in_episode=0)
     with pytest.raises(ValueError, match="door_dynamics"):
         envs.FourRoomsParams(door_dynamics="sometimes")
+    for bad in (0.5, float("nan"), float("-inf")):
+        with pytest.raises(ValueError, match="blocked_reward.*<= 0"):
+            envs.FourRoomsParams(blocked_reward=bad)
     with pytest.raises(ValueError, match="unknown env"):
         envs.make("five_rooms")
     obs, state = env.reset(jax.random.key(0), params)
