@@ -11,8 +11,9 @@ separates what the model represents, and how fast, from what the RL loop adds.
 
 Targets (`--target`):
   q          Q*(s, a) under the current doors (door changes and truncation ignored): 1 for the move
-             onto the goal, gamma^d' for a move to a cell at BFS distance d', -0.01 + gamma^d for a
-             blocked move from distance d; 0 where the goal is cut off.
+             onto the goal, gamma^d' for a move to a cell at BFS distance d', b + gamma^d for a
+             blocked move from distance d (b = --blocked-reward, authors' -0.01); 0 (open move) or
+             b (blocked) where the goal is cut off.
   positions  the agent's and the goal's (row, col) / 10: a first-order read-out of two tokens
              (the model's outputs are the 4 coordinates).
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def q_star(env, state, gamma: float):
+def q_star(env, state, gamma: float, blocked_reward: float = -0.01):
     """f32[4]: the optimal Q of one state under its current doors (see the module docstring)."""
     import jax.numpy as jnp
 
@@ -51,8 +52,8 @@ def q_star(env, state, gamma: float):
 
     here, after, blocked = move_distances(env, state)
     g = jnp.float32(gamma)
-    q = jnp.where(blocked, g ** here.astype(jnp.float32) - 0.01, g ** after.astype(jnp.float32))
-    return jnp.where(here < 0, jnp.where(blocked, -0.01, 0.0), q)
+    q = jnp.where(blocked, g ** here.astype(jnp.float32) + blocked_reward, g ** after.astype(jnp.float32))
+    return jnp.where(here < 0, jnp.where(blocked, blocked_reward, 0.0), q)
 
 
 def make_probe(cfg, target: str):
@@ -79,7 +80,7 @@ def make_probe(cfg, target: str):
     def update(params, consts, opt, key):
         obs, st = jax.vmap(env.reset, (0, None))(jax.random.split(key, B), env_params)
         if target == "q":
-            y = jax.vmap(lambda s: q_star(env, s, t.gamma))(st)
+            y = jax.vmap(lambda s: q_star(env, s, t.gamma, env_params.blocked_reward))(st)
         else:
             y = jnp.concatenate([st.agent, st.goal], -1).astype(jnp.float32) / 10.0
         carry = seed_carry(model, {"params": params, "constants": consts}, None, B, T)

@@ -40,6 +40,10 @@ def test_q_star_detour_and_cut_off_goal():
     s = env.make_state(start=(1, 1), goal=(11, 11), closed_doors=[(7, 9), (10, 6)])
     q = np.asarray(probe.q_star(env, s, g))
     np.testing.assert_allclose(q, [-0.01, 0.0, 0.0, -0.01])
+    # --blocked-reward -0.1: blocked moves carry the configured penalty
+    np.testing.assert_allclose(probe.q_star(env, s, g, -0.1), [-0.1, 0.0, 0.0, -0.1], atol=1e-7)
+    s = env.make_state(start=(1, 5), goal=(1, 7))
+    assert float(probe.q_star(env, s, g, -0.1)[E]) == pytest.approx(g ** 6 - 0.1)
 
 
 def test_probe_learns_positions(tmp_path):
