@@ -65,7 +65,7 @@ def test_vmapped_step_variants():
     # the same key and action for every env
     assert_same(run(env.step, (None, 0, None, None), keys[0], st, 2, params),
                 run(ref_step, (None, 0, None, None), keys[0], st, 2, params))
-    # per-env params (p_change, max_steps and the bump penalty batched; every float leaf must be mapped)
+    # per-env params: axis 0 maps every pytree leaf (p_change, max_steps, the bump penalty)
     p = params.replace(p_change=jnp.linspace(0.0, 1.0, N), max_steps_in_episode=jnp.arange(N) % 80 + 1,
                        blocked_reward=-jnp.linspace(0.0, 0.5, N))
     assert_same(run(env.step, (0, 0, 0, 0), keys, st, a, p), run(ref_step, (0, 0, 0, 0), keys, st, a, p))
