@@ -8,6 +8,11 @@ relates the two tokens. The classic single-goal four-rooms (Sutton et al. 1999; 
 `goal_col`; doors still dynamic, starts uniform), preset `fixed_goal`, keeps everything else —
 the HRM of the `cpu` preset, carry z, DQN with deep supervision, the jitted chunk — and learns in
 a few thousand steps.
+
+The model here adds the two options of the `random_goal` preset (Q read at the agent's token,
+learned row + column positions): with them the agent learns this task in 2-2.5k gradient steps
+instead of 3.5-4k (keys 0-3, below), which keeps the suite inside CI's budget. The authors' Q head
+is covered by the model tests (shapes, gradients, equivalences) and by the README's runs.
 """
 import jax
 import numpy as np
@@ -16,11 +21,12 @@ from envs.policies import jit_run_episodes, random_policy
 from hrm_jax.config import FIXED_GOAL, override, validate
 from hrm_jax.train import make_train
 
-GRAD_STEPS = 7000   # the budget; the run stops at the first evaluation clearly above random
+GRAD_STEPS = 5000   # the budget; the run stops at the first evaluation clearly above random
 
 
 def test_fixed_goal_preset_learns():
-    cfg = validate(override(FIXED_GOAL, "train", total_grad_steps=GRAD_STEPS))
+    cfg = override(FIXED_GOAL, "train", total_grad_steps=GRAD_STEPS)
+    cfg = validate(override(cfg, "model", q_head="agent_token_linear", pos_encoding="rope+learned2d"))
     tr = make_train(cfg)
 
     episodes = jit_run_episodes(tr.env, tr.env_params, random_policy, 4000)(jax.random.key(1))
@@ -43,8 +49,8 @@ def test_fixed_goal_preset_learns():
 
     # untrained, the deterministic greedy policy gets stuck against walls: below random
     assert success[0] < random_success, success
-    # trained: clearly above random within the budget. Keys 0-3 here (2026-11-23) first reached it
-    # at 4k, 3.5k, 3.5k and 3.5k steps (0.50, 0.54, 0.42, 0.65; key 0 is this test's), so the budget
-    # leaves ~3k steps of margin. DQN's greedy policy can dip between evaluations (0.34 -> 0.07 ->
-    # 0.54), so reaching it once is the criterion, not staying there.
+    # trained: clearly above random within the budget. Keys 0-3 here (2026-12-06) first reached it
+    # at 2k, 2.5k, 2.5k and 2.5k steps (0.61, 0.95, 0.56, 0.89; key 0 is this test's), so the budget
+    # leaves ~2.5k steps of margin. DQN's greedy policy can dip between evaluations (0.95 -> 0.05
+    # for key 1), so reaching it once is the criterion, not staying there.
     assert max(success) >= learned, (success, random_success)
