@@ -296,6 +296,17 @@ def plot_curves(rows: list[dict], path: str, title: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 
+def quiet_dropped_interrupts(default):
+    """An unraisable hook (`sys.unraisablehook`) that prints nothing for a KeyboardInterrupt.
+    Python prints an exception it had to drop (one raised in a `__del__` or a garbage-collector
+    callback, such as JAX's while compiling) with a traceback; train_run keeps such a Ctrl-C in a
+    flag and ends with one line instead. Any other dropped exception goes to `default`."""
+    def hook(unraisable):
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            default(unraisable)
+    return hook
+
+
 def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | None = None) -> int:
     """Run (or continue) training in `out`. Returns the process exit status.
     Ctrl-C during training saves a checkpoint after the current chunk (130); Ctrl-C before the
@@ -310,6 +321,8 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
         raise KeyboardInterrupt
 
     entry = signal.signal(signal.SIGINT, on_sigint_early)
+    entry_hook = sys.unraisablehook
+    sys.unraisablehook = quiet_dropped_interrupts(entry_hook)
     try:
         return _train_run(cfg, out, resume, progress, nan_at, early)
     except KeyboardInterrupt:
@@ -318,6 +331,7 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
         return 130
     finally:
         signal.signal(signal.SIGINT, entry)
+        sys.unraisablehook = entry_hook
 
 
 def _train_run(cfg, out: str, resume: bool, progress: bool, nan_at: int | None, early: dict) -> int:
