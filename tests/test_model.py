@@ -11,7 +11,7 @@ import pytest
 
 from hrm_jax.config import ModelConfig
 from hrm_jax.flops import act_flops, grad_step_flops, q_head_flops, segment_flops
-from hrm_jax.layers import rms_norm, rotary_tables
+from hrm_jax.layers import Linear, rms_norm, rotary_tables
 from hrm_jax.model import (HRM, Carry, StoredZ, count_params, init_stored, init_variables, make_model, run_segments,
                            seed_carry, segment, to_stored, where_reset)
 
@@ -389,6 +389,22 @@ def test_where_reset(tiny):
 
 
 # -- numerics -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(5, 8), (3, 7, 8), (2, 3, 4, 8)])
+def test_linear_is_a_matmul_on_the_last_axis_with_its_gradient(shape):
+    """Linear flattens the leading axes into one 2-D matmul (faster gradients on XLA:CPU): the same
+    function, and the same gradients, as x @ W on any number of leading axes."""
+    x = jax.random.normal(jax.random.key(0), shape)
+    lin = Linear(6)
+    v = lin.init(jax.random.key(1), x)
+    W = v["params"]["kernel"]
+    assert W.shape == (8, 6)
+    np.testing.assert_allclose(lin.apply(v, x), jnp.einsum("...d,df->...f", x, W), rtol=1e-5, atol=1e-6)
+    dy = jax.random.normal(jax.random.key(2), shape[:-1] + (6,))
+    gW, gx = jax.grad(lambda v, x: jnp.vdot(lin.apply(v, x), dy), (0, 1))(v, x)
+    np.testing.assert_allclose(gW["params"]["kernel"], jnp.einsum("...d,...f->df", x, dy), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gx, jnp.einsum("...f,df->...d", dy, W), rtol=1e-5, atol=1e-5)
+
 
 def test_rms_norm_float32_and_unit_rms():
     x = (jax.random.normal(jax.random.key(0), (4, 7, 32)) * 30).astype(jnp.bfloat16)
