@@ -747,8 +747,8 @@ def model_case(name: str, cfg, args, key) -> dict:
     import optax
 
     from hrm_jax import agent
-    from hrm_jax.flops import act_flops, grad_step_flops
-    from hrm_jax.model import HRM, Carry, init_variables, make_model, seed_carry, segment
+    from hrm_jax.flops import act_flops, grad_step_flops, reads_out
+    from hrm_jax.model import HRM, Carry, init_variables, make_model, readout_tokens, seed_carry, segment
     from hrm_jax.train import make_optimizer, td_loss
 
     m, t = cfg.model, cfg.train
@@ -774,12 +774,21 @@ def model_case(name: str, cfg, args, key) -> dict:
     dt = jnp.bfloat16 if m.dtype == "bfloat16" else jnp.float32
     x_s = jax.ShapeDtypeStruct((N, T + 1, m.hidden), dt)
     z_s = jax.ShapeDtypeStruct((N, T + 1, m.hidden), jnp.float32)
+    # (agent.act computes the last segment's final H update at the read-out tokens only, hrm_jax.model)
     f_reason = jax.jit(lambda v, x, zh, zl: model.apply(v, x, Carry(zh, zl), method=HRM.reason))
     f_embed = jax.jit(lambda v, o: model.apply(v, o, method=HRM.embed))
-    f_q = jax.jit(lambda v, zh, o: model.apply(v, zh, o, method=HRM.q_values))
-    parts = [xla_flops(f_reason.lower(variables, x_s, z_s, z_s).compile()),
-             xla_flops(f_embed.lower(variables, obs).compile()), xla_flops(f_q.lower(variables, z_s, obs).compile())]
-    xla_act = None if None in parts else m.segments_per_step * parts[0] + parts[1] + parts[2]
+    if reads_out(m, "stored"):
+        f_last = jax.jit(lambda v, x, zh, zl, o: model.apply(v, x, Carry(zh, zl), readout_tokens(m, o), False,
+                                                            method=HRM.reason)[1])
+        f_q = jax.jit(lambda v, zq: model.apply(v, zq[:, 0], method=HRM.q_from_token))
+        last, q_part = f_last.lower(variables, x_s, z_s, z_s, obs).compile(), f_q.lower(variables, jax.eval_shape(
+            f_last, variables, x_s, z_s, z_s, obs)).compile()
+    else:
+        last = f_reason.lower(variables, x_s, z_s, z_s).compile()
+        q_part = jax.jit(lambda v, zh, o: model.apply(v, zh, o, method=HRM.q_values)).lower(variables, z_s, obs).compile()
+    parts = [xla_flops(f_reason.lower(variables, x_s, z_s, z_s).compile()), xla_flops(last),
+             xla_flops(f_embed.lower(variables, obs).compile()), xla_flops(q_part)]
+    xla_act = None if None in parts else (m.segments_per_step - 1) * parts[0] + sum(parts[1:])
 
     # -- one 1-step-gradient update: value_and_grad of the TD loss of one segment + the optimizer
     tx = make_optimizer(cfg)

@@ -166,7 +166,7 @@ def dry_run(cfg, out: str) -> None:
     from hrm_jax.train import make_train
 
     tr = make_train(cfg)
-    S = tr.obs_len + 1
+    S = tr.obs_len  # observation tokens (hrm_jax.flops adds the puzzle token)
     t = cfg.train
     print(json.dumps(cfg.to_dict(), indent=2))
     print(f"run directory: {out}")
@@ -176,7 +176,7 @@ def dry_run(cfg, out: str) -> None:
     print(f"FLOPs of one acting step ({t.num_envs} envs x {cfg.model.segments_per_step} segments): {act:.3e}")
     print(f"FLOPs of one gradient step (batch {t.batch_size}, 1-step gradient): {grad:.3e}")
     nets = "target + online net, double DQN" if t.double_dqn else "target net"
-    target = (2 if t.double_dqn else 1) * flops.act_flops(cfg.model, S, t.batch_size)
+    target = (2 if t.double_dqn else 1) * flops.act_flops(cfg.model, S, t.batch_size, keep="none")
     print(f"FLOPs of one minibatch's TD target ({nets} on s', {cfg.model.segments_per_step} segments; "
           f"one per {t.supervision_segments} gradient steps): {target:.3e}")
     print(f"iterations: {tr.prefill_iters} prefill + {tr.num_chunks} chunks x {tr.iters_per_chunk} "

@@ -43,8 +43,8 @@ def act(model, variables, obs: jax.Array, z: StoredZ, n_segments: int, with_trac
     (dict z_H, z_L: f32[n_segments, B, D] of the last token) when with_trace.
     """
     carry = seed_carry(model, variables, z, obs.shape[0], obs.shape[1])
-    carry, q, trace = run_segments(model, variables, obs, carry, n_segments, with_trace=with_trace)
-    return q, to_stored(model, carry), trace
+    stored, q, trace = run_segments(model, variables, obs, carry, n_segments, with_trace=with_trace, keep="stored")
+    return q, stored, trace
 
 
 def select_where(done: jax.Array, a, b):

@@ -11,6 +11,13 @@ One segment (HRM's loop): without gradient, for h in range(H_cycles), l in range
 then one step with gradient, `z_L = L(z_L, z_H + x)`, `z_H = H(z_H, z_L)`. The returned carry is
 detached; Q comes from the (non-detached) final z_H.
 
+Read-out tokens: the Q heads `last_token_linear` and `agent_token_linear` read one token of the
+final z_H. So the gradient path of a training segment computes the last H update at that token only
+(the carry's z_H is still computed at every token, without gradient), and the last segment of acting
+and of the target network computes it only at the Q token and the last token (all that replay keeps
+of z in the `last_token`/`reset` modes). The values are the full computation's, up to float
+rounding; the `mlp` head (a mean over all tokens) and `full` z carry always compute every token.
+
 Batch chunking: on CPU the whole batch's activations (e.g. 256 x 122 x 512 floats for the SwiGLU
 inner layer) do not fit in cache, and XLA:CPU then runs the small-K matmuls and elementwise loops
 at memory speed. `segment` and `run_segments` therefore process the batch in chunks of
@@ -29,7 +36,7 @@ import jax.numpy as jnp
 
 from envs.maps import AGENT
 from hrm_jax.config import ModelConfig
-from hrm_jax.layers import Linear, ReasoningModule, compute_dtype, lecun_normal, rotary_tables, trunc_normal
+from hrm_jax.layers import Linear, ReasoningModule, compute_dtype, gather_tokens, lecun_normal, rotary_tables, trunc_normal
 
 # Sequences per chunk on CPU (see the module docstring); chosen by measurement at the paper
 # configuration (hidden 64, 122 tokens) on the project's 2-core machine.
@@ -86,6 +93,22 @@ class StoredZ:
 
     z_H: jax.Array
     z_L: jax.Array
+
+
+def q_token(cfg: ModelConfig, tokens: jax.Array) -> jax.Array:
+    """int32[B]: the token index (puzzle token = 0) a linear Q head reads: the last token, or the
+    agent's cell (+1: the puzzle token is prepended; exactly one '@' per observation)."""
+    if cfg.q_head == "agent_token_linear":
+        return (jnp.argmax(tokens == AGENT, axis=-1) + 1).astype(jnp.int32)
+    return jnp.full(tokens.shape[:1], tokens.shape[1], jnp.int32)
+
+
+def readout_tokens(cfg: ModelConfig, tokens: jax.Array) -> jax.Array | None:
+    """int32[B, 2]: the Q head's token and the last token (what replay keeps of z and the analysis
+    traces); None for the mlp head, which reads every token. tokens: uint8[B, T]."""
+    if cfg.q_head == "mlp":
+        return None
+    return jnp.stack([q_token(cfg, tokens), jnp.full(tokens.shape[:1], tokens.shape[1], jnp.int32)], axis=1)
 
 
 class HRM(nn.Module):
@@ -145,20 +168,23 @@ class HRM(nn.Module):
     def q_values(self, z_H: jax.Array, tokens: jax.Array) -> jax.Array:
         """Q [B, num_actions] float32 from z_H [B, S, D] (tokens uint8 [B, S-1]: the observation,
         used by the agent_token_linear head to find the agent's position)."""
-        cfg = self.cfg
-        z_H = z_H.astype(jnp.float32)
-        if cfg.q_head == "last_token_linear":
-            return self.lm_head(z_H[:, -1])[:, : cfg.num_actions]
-        if cfg.q_head == "agent_token_linear":
-            # The agent's cell (+1: the puzzle token is prepended); exactly one '@' per observation.
-            at = jnp.argmax(tokens == AGENT, axis=-1) + 1
-            z_agent = jnp.take_along_axis(z_H, at[:, None, None], axis=1)[:, 0]
-            return self.lm_head(z_agent)[:, : cfg.num_actions]
-        h = jax.nn.relu(self.q_mlp_1(jnp.mean(z_H, axis=1)))
-        return self.q_mlp_2(h)
+        if self.cfg.q_head == "mlp":
+            h = jax.nn.relu(self.q_mlp_1(jnp.mean(z_H.astype(jnp.float32), axis=1)))
+            return self.q_mlp_2(h)
+        return self.q_from_token(gather_tokens(z_H, q_token(self.cfg, tokens)[:, None])[:, 0])
 
-    def reason(self, x: jax.Array, carry: Carry) -> tuple[Carry, jax.Array]:
-        """One segment from embedded input x [B, S, D]. Returns (detached new carry float32, z_H with grad)."""
+    def q_from_token(self, z: jax.Array) -> jax.Array:
+        """Q [B, num_actions] float32 from z_H [B, D] at the token the (linear) Q head reads."""
+        return self.lm_head(z.astype(jnp.float32))[:, : self.cfg.num_actions]
+
+    def reason(self, x: jax.Array, carry: Carry, query_at: jax.Array | None = None,
+               full_z_H: bool = True) -> tuple[Carry, jax.Array]:
+        """One segment from embedded input x [B, S, D]. Returns (detached new carry float32, z_H with grad).
+
+        With `query_at` int32[B, K] the final H update with gradient runs at those tokens only: the
+        returned z_H is [B, K, D] (the full update's values there), and the backward pass skips the
+        rest of that update. The carry's z_H is still computed at every token (without gradient),
+        or with full_z_H=False left out (None), so the forward pass skips it too."""
         cfg = self.cfg
         dt = compute_dtype(cfg)
         S = x.shape[1]
@@ -178,14 +204,21 @@ class HRM(nn.Module):
         z_H, z_L = jax.lax.stop_gradient(z_H), jax.lax.stop_gradient(z_L)
         # The single step with gradient.
         z_L = L(z_L, z_H + x)
-        z_H = H(z_H, z_L)
-        new = Carry(z_H=jax.lax.stop_gradient(z_H).astype(jnp.float32),
-                    z_L=jax.lax.stop_gradient(z_L).astype(jnp.float32))
-        return new, z_H
+        new_L = jax.lax.stop_gradient(z_L).astype(jnp.float32)
+        if query_at is None:
+            z_H = H(z_H, z_L)
+            return Carry(z_H=jax.lax.stop_gradient(z_H).astype(jnp.float32), z_L=new_L), z_H
+        z_read = self.H_level(z_H, z_L, cos, sin, query_at)
+        z_H_all = jax.lax.stop_gradient(H(z_H, z_L)).astype(jnp.float32) if full_z_H else None
+        return Carry(z_H=z_H_all, z_L=new_L), z_read
 
     def segment_fn(self, tokens: jax.Array, carry: Carry) -> tuple[Carry, jax.Array]:
-        new, z_H = self.reason(self.embed(tokens), carry)
-        return new, self.q_values(z_H, tokens)
+        at = readout_tokens(self.cfg, tokens)
+        if at is None:
+            new, z_H = self.reason(self.embed(tokens), carry)
+            return new, self.q_values(z_H, tokens)
+        new, z_q = self.reason(self.embed(tokens), carry, at[:, :1])  # the gradient path: the Q token only
+        return new, self.q_from_token(z_q[:, 0])
 
     def __call__(self, tokens: jax.Array, carry: Carry | None = None) -> tuple[Carry, jax.Array]:
         """One segment from H_init/L_init (or `carry`): (detached new carry, q)."""
@@ -322,12 +355,21 @@ def segment(model: HRM, variables: dict, tokens: jax.Array, carry: Carry,
 
 
 def run_segments(model: HRM, variables: dict, tokens: jax.Array, carry: Carry, n: int,
-                 with_trace: bool = False, chunk: int | None = None):
+                 with_trace: bool = False, chunk: int | None = None, keep: str = "carry"):
     """n segments (lax.scan), all without gradient (acting, target network).
+
+    `keep`: what of the final carry is returned: "carry" (the Carry, every token), "stored" (the
+    StoredZ that replay keeps, `to_stored`) or "none" (None: the target network). With "stored" or
+    "none" the last segment's final H update runs at the read-out tokens only (module docstring),
+    unless the Q head is `mlp` or ("stored") z_carry is `full`.
 
     Returns (carry, q f32[B, num_actions], trace) with trace None or
     dict(z_H=f32[n, B, D], z_L=f32[n, B, D]): the last token's z after each segment.
     """
+    if keep not in ("carry", "stored", "none"):
+        raise ValueError(f"run_segments: keep={keep!r}; allowed: carry, stored, none")
+    cfg = model.cfg
+    read_out = keep != "carry" and cfg.q_head != "mlp" and not (keep == "stored" and cfg.z_carry == "full")
     variables = jax.lax.stop_gradient(variables)
     carry = jax.lax.stop_gradient(carry)
 
@@ -339,11 +381,20 @@ def run_segments(model: HRM, variables: dict, tokens: jax.Array, carry: Carry, n
             out = (new.z_H[:, -1], new.z_L[:, -1]) if with_trace else None
             return new, out
 
-        final, tr = jax.lax.scan(body, Carry(z_H, z_L), None, length=n)
-        q = model.apply(variables, final.z_H, tok, method=HRM.q_values)
+        final, tr = jax.lax.scan(body, Carry(z_H, z_L), None, length=n - 1 if read_out else n)
+        if read_out:
+            new, z_read = model.apply(variables, x, final, readout_tokens(cfg, tok), False, method=HRM.reason)
+            q = model.apply(variables, z_read[:, 0], method=HRM.q_from_token)
+            last = (z_read[:, 1], new.z_L[:, -1])
+            out = StoredZ(*last) if keep == "stored" else None
+            if with_trace:
+                tr = tuple(jnp.concatenate([a, b[None]], axis=0) for a, b in zip(tr, last))
+        else:
+            q = model.apply(variables, final.z_H, tok, method=HRM.q_values)
+            out = final if keep == "carry" else to_stored(model, final) if keep == "stored" else None
         if with_trace:
             tr = (jnp.swapaxes(tr[0], 0, 1), jnp.swapaxes(tr[1], 0, 1))  # batch first for _map_batch
-        return final, q, tr
+        return out, q, tr
 
     c = _chunk_size(tokens.shape[0], chunk)
     final, q, tr = _map_batch(f, c, tokens, carry.z_H, carry.z_L)

@@ -101,7 +101,8 @@ def dqn_targets(model, target_vars, batch: Transition, discount, n_segments: int
     B, L = batch.next_obs.shape[:2]
 
     def q_of(vars_):
-        _, q, _ = run_segments(model, vars_, batch.next_obs, seed_carry(model, vars_, batch.next_z, B, L), n_segments)
+        _, q, _ = run_segments(model, vars_, batch.next_obs, seed_carry(model, vars_, batch.next_z, B, L), n_segments,
+                               keep="none")
         return q
 
     q_next = q_of(target_vars)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from hrm_jax.config import ModelConfig
-from hrm_jax.flops import act_flops, grad_step_flops, q_head_flops, segment_flops
+from hrm_jax.flops import act_flops, block_flops, grad_step_flops, q_head_flops, segment_flops
 from hrm_jax.layers import Linear, rms_norm, rotary_tables
-from hrm_jax.model import (HRM, Carry, StoredZ, count_params, init_stored, init_variables, make_model, run_segments,
-                           seed_carry, segment, to_stored, where_reset)
+from hrm_jax.model import (HRM, Carry, StoredZ, count_params, init_stored, init_variables, make_model, readout_tokens,
+                           run_segments, seed_carry, segment, to_stored, where_reset)
 
 # Small but structurally complete: H_cycles = L_cycles = 2, so the no-gradient part has L, L, H, L.
 TINY = ModelConfig(hidden=32, heads=2, H_layers=1, L_layers=1, H_cycles=2, L_cycles=2, segments_per_step=2)
@@ -24,7 +24,7 @@ B = 3
 
 # Shared jitted entry points, so tests with the same model and shapes share one compilation.
 SEG = jax.jit(segment, static_argnums=(0,), static_argnames=("chunk",))
-RUN = jax.jit(run_segments, static_argnums=(0, 4), static_argnames=("with_trace", "chunk"))
+RUN = jax.jit(run_segments, static_argnums=(0, 4), static_argnames=("with_trace", "chunk", "keep"))
 
 
 def _tokens(key, batch, length):
@@ -316,6 +316,70 @@ def test_run_segments_has_no_gradient(tiny):
     assert all(np.all(np.asarray(a) == 0) for a in jax.tree_util.tree_leaves(g))
 
 
+# -- read-out tokens ------------------------------------------------------------------------------
+
+# Two blocks per module (the first runs every token, the last only the read-out tokens) and two
+# cycles, so the read-out sits after a full no-gradient part.
+DEEP = dataclasses.replace(TINY, H_layers=2, L_layers=2, segments_per_step=3)
+
+
+@pytest.mark.parametrize("q_head", ["last_token_linear", "agent_token_linear"])
+def test_read_out_tokens_equal_the_full_computation(q_head):
+    """The last H update computed at the read-out tokens only gives the full update's values there
+    (the module's output, Q, every parameter's gradient, the acting step's stored z and trace, the
+    target net's Q), while the other tokens still change the result through keys and values."""
+    cfg = dataclasses.replace(DEEP, q_head=q_head)
+    model = make_model(cfg)
+    v = init_variables(model, jax.random.key(0), T)
+    tok = np.array(_tokens(jax.random.key(1), B, T))
+    tok[tok == ord("@")] = ord(".")
+    tok[np.arange(B), [0, 4, T - 1]] = ord("@")
+    tok = jnp.asarray(tok)
+    carry = _random_carry(jax.random.key(2), B, T, cfg.hidden)
+    at = readout_tokens(cfg, tok)
+    want_q_token = [1, 5, T] if q_head == "agent_token_linear" else [T] * B
+    np.testing.assert_array_equal(np.asarray(at), np.stack([want_q_token, [T] * B], axis=1))
+
+    # the module: the read-out equals the full output gathered, and depends on the other tokens
+    cos, sin = rotary_tables(T + 1, cfg.head_dim, cfg.rope_theta)
+    Hm = lambda z, inj, q=None: model.apply(v, z, inj, method=lambda m, z, i: m.H_level(z, i, cos, sin, q))
+    full = np.asarray(Hm(carry.z_H, carry.z_L))
+    _close(Hm(carry.z_H, carry.z_L, at), full[np.arange(B)[:, None], np.asarray(at)])
+    other = carry.z_L.at[:, 2].add(1.0)  # token 2 is never read out here
+    assert not np.allclose(np.asarray(Hm(carry.z_H, other, at)), np.asarray(Hm(carry.z_H, carry.z_L, at)), atol=1e-4)
+
+    # one training segment: Q and the gradients against the full update + the full Q head
+    w = jax.random.normal(jax.random.key(3), (B, cfg.num_actions))
+
+    def loss_reference(p):
+        vv = {**v, "params": p}
+        x = model.apply(vv, tok, method=HRM.embed)
+        new, z_H = model.apply(vv, x, carry, method=HRM.reason)
+        return jnp.sum(model.apply(vv, z_H, tok, method=HRM.q_values) * w), new
+
+    def loss_read_out(p):
+        new, q = segment(model, {**v, "params": p}, tok, carry)
+        return jnp.sum(q * w), new
+
+    (l_ref, new_ref), g_ref = jax.jit(jax.value_and_grad(loss_reference, has_aux=True))(v["params"])
+    (l_new, new_new), g_new = jax.jit(jax.value_and_grad(loss_read_out, has_aux=True))(v["params"])
+    _close(l_new, l_ref)
+    for a, b in zip(jax.tree_util.tree_leaves((new_new, g_new)), jax.tree_util.tree_leaves((new_ref, g_ref))):
+        _close(a, b)
+    assert float(jnp.abs(g_new["H_level"]["block_1"]["mlp"]["down_proj"]["kernel"]).sum()) > 0
+
+    # acting and the target net: the same Q, stored z and trace as every token computed
+    fin, q_full, tr_full = RUN(model, v, tok, carry, cfg.segments_per_step, with_trace=True)
+    stored, q_st, tr_st = RUN(model, v, tok, carry, cfg.segments_per_step, with_trace=True, keep="stored")
+    none, q_none, _ = RUN(model, v, tok, carry, cfg.segments_per_step, keep="none")
+    assert none is None and isinstance(stored, StoredZ) and stored.z_H.shape == (B, cfg.hidden)
+    for a, b in zip(jax.tree_util.tree_leaves((q_st, q_none, stored, tr_st)),
+                    jax.tree_util.tree_leaves((q_full, q_full, to_stored(model, fin), tr_full))):
+        _close(a, b)
+    with pytest.raises(ValueError, match="keep='all'; allowed: carry, stored, none"):
+        run_segments(model, v, tok, carry, 1, keep="all")
+
+
 # -- z between environment steps ------------------------------------------------------------------
 
 def test_last_token_seeding_broadcasts(tiny):
@@ -455,8 +519,13 @@ def test_flops_match_xla_cost_analysis():
 
     grad = jax.jit(jax.grad(loss)).lower(v["params"], v, tok, c).compile()
     assert _xla_flops(grad) == pytest.approx(grad_step_flops(cfg, obs_len, b), rel=0.2)
-    act = RUN.lower(model, v, tok, c, cfg.segments_per_step, chunk=0).compile()
-    assert _xla_flops(act) == pytest.approx(act_flops(cfg, obs_len, b), rel=0.2)
+    for keep in ("carry", "stored", "none"):
+        act = RUN.lower(model, v, tok, c, cfg.segments_per_step, chunk=0, keep=keep).compile()
+        assert _xla_flops(act) == pytest.approx(act_flops(cfg, obs_len, b, keep=keep), rel=0.2), keep
     # Sanity of the structure: 4 L passes + 2 H passes per segment; the gradient step ~ (3 + 3*2)/6.
-    assert act_flops(cfg, obs_len, b) == segment_flops(cfg, obs_len, b) + q_head_flops(cfg, b)
+    assert act_flops(cfg, obs_len, b, keep="carry") == segment_flops(cfg, obs_len, b) + q_head_flops(cfg, b)
+    # reading out 2 of 122 tokens in the last H update saves most of that block
+    saved = act_flops(cfg, obs_len, b, keep="carry") - act_flops(cfg, obs_len, b, keep="stored")
+    assert 0.5 * block_flops(cfg, obs_len, b) < saved < block_flops(cfg, obs_len, b)
+    assert act_flops(cfg, obs_len, b, keep="none") == act_flops(cfg, obs_len, b, keep="stored")
     assert grad_step_flops(cfg, obs_len, b) > segment_flops(cfg, obs_len, b)
