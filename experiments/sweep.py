@@ -4,6 +4,7 @@
     python -m experiments.sweep --preset paper --env corridor_maze --seeds 5 --out runs/sweep-maze
     python -m experiments.sweep --compare-only --out runs/sweep-maze      # redo the comparison only
     python -m experiments.sweep --resume --seeds 4 --out runs/sweep-maze  # add agents 2-3 to a 2-seed sweep
+    python -m experiments.sweep --first-agent 2 --seeds 1 --out runs/maze-agent2  # agent 2 alone, in its own sweep
     python -m experiments.sweep --parallel --preset random_goal --seeds 5  # both conditions at once, a core each
     python -m experiments.sweep --vary q-init-scale=1,0.1 --seeds 5 --out runs/q-init  # any flag's values instead
 
@@ -30,7 +31,9 @@ first one, the baseline (reset Z in a z-carry sweep). Everything else (--paralle
 Adding seeds: `--resume` with a larger `--seeds` trains the new agents (agent i keyed
 fold_in(key(seed), i), as a larger sweep would key them) in one more run directory per condition,
 OUT/<z_carry>.agents-<first>-<last>/ (config `first_agent`); the comparison pools every run
-directory of a condition, seeds named by agent index.
+directory of a condition, seeds named by agent index. `--first-agent A --seeds N` makes a sweep of
+agents A..A+N-1 only (the agents a larger sweep would train as those), e.g. one more seed pair in
+its own directory, trained while another sweep runs.
 
 Wall time is the wall time of the program that trained the seed (the seeds of one run directory
 train together and share it; the first evaluation point includes compilation).
@@ -358,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the conditions side by side, one process per condition pinned to its share of the CPU "
                         "cores (output in OUT/<z_carry>.log); two conditions of the cpu preset on a 2-core CPU: 1.6x faster "
                         "than one after the other")
-    add_config_flags(p, skip=("z_carry", "first_agent"))
+    add_config_flags(p, skip=("z_carry",))
     return p
 
 
@@ -431,18 +434,21 @@ def _finished(run_dir: str, cfg) -> bool:
 
 
 def plan_runs(sweep_dir: str, condition: str, cfg, keep_seed_loop: bool = False) -> list[tuple[str, object, bool]]:
-    """[(run_dir, config, resume)] that bring a condition to cfg.train.seeds agents and
-    cfg.train.total_grad_steps: its existing run directories (each resumed, or extended by a larger
-    total), then one new directory for the agents a larger --seeds adds. An existing run goes on
-    with its own seed loop if `keep_seed_loop` (no --seed-loop given: bit-identical to an
-    uninterrupted run), else with cfg's. Raises ConfigError (one line) if an existing run was
-    trained with another config or --seeds would drop agents."""
+    """[(run_dir, config, resume)] that bring a condition to its agents cfg.train.first_agent ..
+    first_agent + seeds - 1 and cfg.train.total_grad_steps: its existing run directories (each
+    resumed, or extended by a larger total), then one new directory for the agents a larger --seeds
+    adds. An existing run goes on with its own seed loop if `keep_seed_loop` (no --seed-loop given:
+    bit-identical to an uninterrupted run), else with cfg's. Raises ConfigError (one line) if an
+    existing run was trained with another config, starts at another agent than --first-agent, or
+    --seeds would drop agents."""
     from dataclasses import replace
 
     from experiments.run import extended, with_seed_loop
     from hrm_jax.config import Config, ConfigError
 
-    plan, covered = [], 0
+    start = cfg.train.first_agent
+    end = start + cfg.train.seeds  # one past the last agent
+    plan, covered = [], start
     for run_dir in condition_runs(sweep_dir, condition):
         with open(os.path.join(run_dir, "config.json")) as fh:
             saved = Config.from_dict(json.load(fh))
@@ -458,16 +464,17 @@ def plan_runs(sweep_dir: str, condition: str, cfg, keep_seed_loop: bool = False)
             raise ConfigError(f"--resume: {run_dir} was trained with a different config "
                               f"({', '.join(want.differing_fields(saved))})")
         if saved.train.first_agent != covered:
-            raise ConfigError(f"--resume: {run_dir} holds agents from {saved.train.first_agent} on, but the "
-                              f"condition's runs before it end at agent {covered - 1}")
+            before = (f"--first-agent is {start}" if covered == start else
+                      f"the condition's runs before it end at agent {covered - 1}")
+            raise ConfigError(f"--resume: {run_dir} holds agents from {saved.train.first_agent} on, but {before}")
         plan.append((run_dir, want, True))
         covered += saved.train.seeds
-    if cfg.train.seeds < covered:
-        raise ConfigError(f"--seeds={cfg.train.seeds}: {sweep_dir} already holds agents 0..{covered - 1} of "
-                          f"{condition}; give --seeds {covered} or more")
-    if cfg.train.seeds > covered:
-        new = replace(cfg, train=replace(cfg.train, seeds=cfg.train.seeds - covered, first_agent=covered))
-        name = condition if covered == 0 else part_name(condition, covered, cfg.train.seeds - 1)
+    if end < covered:
+        raise ConfigError(f"--seeds={cfg.train.seeds}: {sweep_dir} already holds agents {start}..{covered - 1} of "
+                          f"{condition}; give --seeds {covered - start} or more")
+    if end > covered:
+        new = replace(cfg, train=replace(cfg.train, seeds=end - covered, first_agent=covered))
+        name = condition if covered == start else part_name(condition, covered, end - 1)
         plan.append((os.path.join(sweep_dir, name), new, False))
     return plan
 

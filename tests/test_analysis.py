@@ -412,6 +412,34 @@ def test_sweep_with_more_seeds_trains_the_added_agents_in_a_new_run_directory(ti
     assert exc.value.code == 2 and "no run of condition last_token" in capsys.readouterr().err
 
 
+def test_sweep_first_agent_trains_only_those_agents(tmp_path, capsys):
+    """--first-agent 1 --seeds 1: a sweep of agent 1 alone per condition (config first_agent 1, rows
+    and the comparison name agent 1); --resume must name the same first agent; a larger --seeds
+    adds the next agents after it."""
+    out = tmp_path / "a1"
+    common = ["--preset", "tiny", "--z-carry", "last_token", "reset", "--total-grad-steps", "20", "--out", str(out),
+              "--no-progress"]
+    assert sweep.main(common + ["--first-agent", "1", "--seeds", "1"]) == 0
+    for c in ("last_token", "reset"):
+        train = json.loads((out / c / "config.json").read_text())["train"]
+        assert (train["seeds"], train["first_agent"]) == (1, 1)
+        assert [json.loads(l)["seed"] for l in (out / c / "metrics.jsonl").read_text().splitlines()] == [1]
+    comp = json.loads((out / "comparison.json").read_text())
+    assert comp["before_baseline"]["last_token"]["pairs"] == 1
+    assert list(comp["conditions"]["reset"]["crossings"]) == ["1"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(common + ["--resume", "--seeds", "2"])
+    assert exc.value.code == 2
+    assert f"--resume: {out / 'last_token'} holds agents from 1 on, but --first-agent is 0" in capsys.readouterr().err
+    assert sweep.main(common + ["--resume", "--first-agent", "1", "--seeds", "1"]) == 0
+    assert capsys.readouterr().err.count("is finished, kept") == 2
+    args, cfgs, _ = sweep.resolve(common + ["--resume", "--first-agent", "1", "--seeds", "3"])
+    plan = sweep.plan_runs(str(out), "reset", cfgs["reset"])
+    assert [(d, c.train.first_agent, c.train.seeds, r) for d, c, r in plan] == [
+        (str(out / "reset"), 1, 1, True), (str(out / "reset.agents-2-3"), 2, 2, False)]
+
+
 def test_tiny_sweep_and_analyze_end_to_end(tiny_sweep, tmp_path):
     from experiments import analyze
 
