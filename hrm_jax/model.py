@@ -36,6 +36,7 @@ import jax.numpy as jnp
 
 from envs.maps import AGENT
 from hrm_jax.config import ModelConfig
+from hrm_jax.flops import reads_out
 from hrm_jax.layers import Linear, ReasoningModule, compute_dtype, gather_tokens, lecun_normal, rotary_tables, trunc_normal
 
 # Sequences per chunk on CPU (see the module docstring); chosen by measurement at the paper
@@ -369,7 +370,7 @@ def run_segments(model: HRM, variables: dict, tokens: jax.Array, carry: Carry, n
     if keep not in ("carry", "stored", "none"):
         raise ValueError(f"run_segments: keep={keep!r}; allowed: carry, stored, none")
     cfg = model.cfg
-    read_out = keep != "carry" and cfg.q_head != "mlp" and not (keep == "stored" and cfg.z_carry == "full")
+    read_out = reads_out(cfg, keep)  # the same rule the FLOP counts use
     variables = jax.lax.stop_gradient(variables)
     carry = jax.lax.stop_gradient(carry)
 
