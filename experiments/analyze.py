@@ -64,22 +64,17 @@ def build_parser():
 
 # ---- rollouts -----------------------------------------------------------------------------------
 
-def rollout_records(tr, params, constants, env_params, z_mode: str, n_envs: int, batch: int, eval_seed: int,
-                    segments: int) -> dict:
-    """Greedy rollouts with the trace, reduced on device to per-sample curves and step flags.
-
-    Returns numpy arrays: conv_z_H/conv_z_L f32[T, N, S-1], div_z_H/div_z_L f32[T, N, S-1],
-    changed/mask bool[T, N], success bool[N], length/optimal int32[N]."""
+def rollout_program(tr, z_mode: str, batch: int, segments: int):
+    """The jitted rollout of `rollout_records`: (params, constants, env_params, key) -> records of
+    `batch` environments. Its arguments are everything that varies between agents of one run, so
+    one program serves every agent pair of a sweep (experiments.analyze_agents: compiled once)."""
     import jax
 
     from hrm_jax import agent, analysis
 
-    cfg = tr.config
-    batch = min(batch, n_envs)
-
-    def one(p, c, key):
+    def one(p, c, env_params, key):
         ev = agent.greedy_rollout(tr.model, {"params": p, "constants": c}, tr.env, env_params, key, batch,
-                                  segments, z_mode, cfg.env.max_steps, with_trace=True)
+                                  segments, z_mode, tr.config.env.max_steps, with_trace=True)
         recs = ev["records"]
         out = analysis.convergence_and_divergence(recs["trace"])
         out["changed"] = analysis.changed_steps(tr.env, recs["state"])
@@ -87,9 +82,22 @@ def rollout_records(tr, params, constants, env_params, z_mode: str, n_envs: int,
         out.update(success=ev["success"], length=ev["length"], optimal=ev["optimal"])
         return out
 
-    f = jax.jit(one)
+    return jax.jit(one)
+
+
+def rollout_records(tr, params, constants, env_params, z_mode: str, n_envs: int, batch: int, eval_seed: int,
+                    segments: int, program=None) -> dict:
+    """Greedy rollouts with the trace, reduced on device to per-sample curves and step flags.
+    `program`: a `rollout_program(tr, z_mode, min(batch, n_envs), segments)` to reuse (None: built here).
+
+    Returns numpy arrays: conv_z_H/conv_z_L f32[T, N, S-1], div_z_H/div_z_L f32[T, N, S-1],
+    changed/mask bool[T, N], success bool[N], length/optimal int32[N]."""
+    import jax
+
+    batch = min(batch, n_envs)
+    f = program or rollout_program(tr, z_mode, batch, segments)
     base = jax.random.key(eval_seed)
-    parts = [jax.device_get(f(params, constants, jax.random.fold_in(base, b)))
+    parts = [jax.device_get(f(params, constants, env_params, jax.random.fold_in(base, b)))
              for b in range(math.ceil(n_envs / batch))]
     out = {}
     for k in parts[0]:
@@ -402,8 +410,12 @@ def _finite(x):
 
 # ---- main ---------------------------------------------------------------------------------------
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, cache: dict | None = None) -> int:
+    """`cache`: a dict kept by the caller across calls (experiments.analyze_agents) in which the
+    loaded runs and the compiled rollouts are kept, so analysing another agent pair of the same runs
+    neither restores their checkpoints nor compiles again. None: nothing kept."""
     args = build_parser().parse_args(argv)
+    cache = {} if cache is None else cache
     from hrm_jax.cli import fail
 
     for d in args.run_dirs:
@@ -428,7 +440,10 @@ def main(argv: list[str] | None = None) -> int:
             is_carry.append(json.load(fh)["model"]["z_carry"] != "reset")
     for d, name in zip(args.run_dirs, names):
         try:
-            cfg, tr, state, step = load_run(d)
+            key = ("run", os.path.abspath(d))
+            if key not in cache:
+                cache[key] = load_run(d)
+            cfg, tr, state, step = cache[key]
         except CheckpointError as exc:
             fail(f"{d}: {exc}", PROG)
         first = cfg.train.first_agent
@@ -452,8 +467,11 @@ def main(argv: list[str] | None = None) -> int:
             modes.append(("reset", "intervention", f"{variant}{tag} evaluated with reset z"))
         for z_mode, kind, label in modes:
             print(f"{label}: {d} step {step}, z {z_mode}, {segments} segments, {args.envs} envs ...", file=sys.stderr)
+            key = ("rollout", os.path.abspath(d), z_mode, min(args.batch, args.envs), segments)
+            if key not in cache:
+                cache[key] = rollout_program(tr, z_mode, min(args.batch, args.envs), segments)
             rec = rollout_records(tr, params, constants, env_params, z_mode, args.envs, args.batch, args.eval_seed,
-                                  segments)
+                                  segments, program=cache[key])
             summary = summarize(rec)
             c = summary["counts"]
             print(f"  success {summary['success']:.3f}, mean length {summary['mean_length']:.2f}; "

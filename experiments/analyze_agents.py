@@ -41,6 +41,8 @@ def build_parser():
     p.add_argument("--batch", type=positive_int, default=256, help="environments per rollout program (experiments.analyze --batch)")
     p.add_argument("--bootstrap", type=non_negative_int, default=200, help="episode-bootstrap resamples behind each verdict")
     p.add_argument("--out", default=None, help="output directory (default: SWEEP_DIR/agents, or agents-s<N> with --segments)")
+    p.add_argument("--parallel", action="store_true", help="analyse the agent pairs side by side, one process per CPU "
+                   "core, each pinned to its core (log OUT/analysis-<k>.log); the results are the same")
     return p
 
 
@@ -125,9 +127,69 @@ def summary_markdown(meta: dict, pairs: list[dict], rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def analyse_pairs(jobs: list[tuple[int, list[str]]]) -> int:
+    """experiments.analyze on each (agent, argv) in turn, in this process. The runs' checkpoints are
+    restored once and the rollout programs compiled once for all the pairs (analyze.main's cache).
+    Returns the first non-zero status."""
+    from experiments import analyze
+
+    cache: dict = {}
+    for i, argv_ in jobs:
+        print(f"== agent {i}: {argv_[0]} vs {argv_[1]} -> {argv_[argv_.index('--out') + 1]}", file=sys.stderr, flush=True)
+        status = analyze.main(argv_, cache=cache)
+        if status != 0:
+            return status
+    return 0
+
+
+def _pairs_process(jobs: list[tuple[int, list[str]]], cores: list[int], log_path: str) -> None:
+    """Child of --parallel: pinned to `cores` before JAX starts, output to its log file."""
+    os.sched_setaffinity(0, cores)
+    with open(log_path, "a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        print(f"pinned to CPU cores {','.join(map(str, sorted(os.sched_getaffinity(0))))}", file=sys.stderr, flush=True)
+        sys.exit(analyse_pairs(jobs))
+
+
+def analyse_side_by_side(jobs: list[tuple[int, list[str]]], out: str) -> int:
+    """--parallel: the agent pairs dealt round-robin to one process per CPU core (at most one per
+    pair), each pinned to its core. Why: as with training (experiments.sweep --parallel), programs
+    this small use a second core poorly, so two single-core processes finish sooner than one
+    process on both cores. Each process writes OUT/analysis-<k>.log. Returns the first non-zero status."""
+    import multiprocessing
+
+    from experiments.sweep import core_groups
+
+    cores = sorted(os.sched_getaffinity(0))
+    n = min(len(cores), len(jobs))
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: JAX is started after pinning
+    os.makedirs(out, exist_ok=True)
+    procs = []
+    for k, group in enumerate(core_groups(cores, n)):
+        mine = jobs[k::n]
+        log_path = os.path.join(out, f"analysis-{k}.log")
+        proc = ctx.Process(target=_pairs_process, args=(mine, group, log_path), name=f"analysis-{k}")
+        proc.start()
+        procs.append((proc, log_path))
+        print(f"== agents {', '.join(str(i) for i, _ in mine)}: cores {','.join(map(str, group))}, log {log_path}",
+              file=sys.stderr, flush=True)
+    status = 0
+    for proc, log_path in procs:
+        while proc.is_alive():
+            try:  # Ctrl-C reaches the children too (same process group); each stops by itself
+                proc.join()
+            except KeyboardInterrupt:
+                print(f"{PROG}: interrupt: waiting for the analyses to stop", file=sys.stderr)
+        code = proc.exitcode if proc.exitcode >= 0 else 128 - proc.exitcode
+        if code != 0:
+            print(f"{PROG}: {proc.name} stopped with status {code} (log {log_path})", file=sys.stderr)
+        status = status or code
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from experiments import analyze
     from hrm_jax.cli import fail
 
     carry, reset = agents_of(args.sweep_dir, args.carry), agents_of(args.sweep_dir, "reset")
@@ -143,14 +205,14 @@ def main(argv: list[str] | None = None) -> int:
                "--batch", str(args.batch), "--bootstrap", str(args.bootstrap)]
     if args.segments is not None:
         forward += ["--segments", str(args.segments)]
+    jobs = [(i, [carry[i], reset[i], "--seed-index", str(i), "--out", os.path.join(out, f"agent-{i}")] + forward)
+            for i in common]
+    status = analyse_side_by_side(jobs, out) if args.parallel and len(jobs) > 1 else analyse_pairs(jobs)
+    if status != 0:
+        return status
     pairs = []
     for i in common:
-        agent_out = os.path.join(out, f"agent-{i}")
-        print(f"== agent {i}: {carry[i]} vs {reset[i]} -> {agent_out}", file=sys.stderr)
-        status = analyze.main([carry[i], reset[i], "--seed-index", str(i), "--out", agent_out] + forward)
-        if status != 0:
-            return status
-        with open(os.path.join(agent_out, "analysis.json")) as fh:
+        with open(os.path.join(out, f"agent-{i}", "analysis.json")) as fh:
             pairs.append(pair_summary(i, json.load(fh)))
     rows = tally(pairs)
     meta = dict(command=" ".join([PROG] + (argv if argv is not None else sys.argv[1:])), sweep_dir=args.sweep_dir,

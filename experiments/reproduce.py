@@ -11,7 +11,8 @@ Per maze E (`--envs`, default four_rooms corridor_maze), one after the other:
 1. `experiments.sweep --env E --z-carry last_token reset --seeds S` into OUT/E/ (with --parallel the
    two conditions train side by side, a core each): comparison.png/.md/.json;
 2. `experiments.analyze_agents OUT/E` into OUT/E/agents/: the analysis of z for every agent pair
-   and the tally of the paper's claims (summary.md/.json).
+   and the tally of the paper's claims (summary.md/.json); with --parallel the pairs are dealt to
+   one process per core.
 Then OUT/report.md: per maze the comparison figure, which condition reached 95% first in how many
 seed pairs, the claim tally, and the wall time of every step; the machine it ran on.
 
@@ -45,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output directory (default: runs/reproduce-<preset>); one sweep directory per maze inside")
     p.add_argument("--resume", action="store_true", help="go on with the reproduction in --out (finished sweeps are kept)")
     p.add_argument("--parallel", action="store_true", help="train each sweep's two conditions side by side, one process per "
-                   "condition pinned to its share of the CPU cores (experiments.sweep --parallel)")
+                   "condition pinned to its share of the CPU cores (experiments.sweep --parallel), and analyse the "
+                   "agent pairs side by side, one process per core (experiments.analyze_agents --parallel)")
     p.add_argument("--analysis-envs", type=positive_int, default=1024, help="greedy episodes per agent in the analysis of z")
     p.add_argument("--segments", type=analysis_segments, default=None,
                    help="segments per step in the analysis rollouts (default: as trained)")
@@ -77,7 +79,7 @@ def steps(args: argparse.Namespace, out: str) -> list[tuple[str, str, list[str]]
                  + config_flags(args) + ["--resume"] * args.resume + ["--parallel"] * args.parallel
                  + ["--no-progress"] * args.no_progress)
         analysis = [sweep_dir, "--envs", str(args.analysis_envs)] + (
-            ["--segments", str(args.segments)] if args.segments is not None else [])
+            ["--segments", str(args.segments)] if args.segments is not None else []) + ["--parallel"] * args.parallel
         plan += [(env, "sweep", sweep), (env, "analysis", analysis)]
     return plan
 

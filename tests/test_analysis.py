@@ -407,6 +407,26 @@ def test_sweep_with_more_seeds_trains_the_added_agents_in_a_new_run_directory(ti
     assert runs == [str(out / "last_token.agents-1-1")] * 2 + [str(out / "reset.agents-1-1")]
     assert all(r["pairs"] == 2 and r["supported"] + r["partly"] + r["not_supported"] <= 2 for r in summary["tally"])
     assert "| [1](agent-1/report.md) |" in (tmp_path / "all" / "summary.md").read_text()
+    if len(os.sched_getaffinity(0)) >= 2:
+        # --parallel: the two pairs in two processes, one per core, each with its own log; the same
+        # numbers (one thread instead of two: float sums may be ordered differently)
+        assert analyze_agents.main([str(out), "--envs", "4", "--bootstrap", "0", "--out", str(tmp_path / "par"),
+                                    "--parallel"]) == 0
+        cores = sweep.core_groups(sorted(os.sched_getaffinity(0)), 2)
+        for k in (0, 1):
+            log = (tmp_path / "par" / f"analysis-{k}.log").read_text()
+            assert f"pinned to CPU cores {','.join(map(str, cores[k]))}\n" in log and f"== agent {k}: " in log
+            assert f"== agent {1 - k}: " not in log
+        par = json.loads((tmp_path / "par" / "summary.json").read_text())
+        assert [p["agent"] for p in par["pairs"]] == [0, 1]
+        assert [p["claims"] for p in par["pairs"]] == [p["claims"] for p in summary["pairs"]]
+        for a in (0, 1):
+            ev = [json.loads((tmp_path / d / f"agent-{a}" / "analysis.json").read_text())["evaluations"]
+                  for d in ("all", "par")]
+            assert [e["summary"]["counts"] for e in ev[0]] == [e["summary"]["counts"] for e in ev[1]]
+            for e0, e1 in zip(*ev):
+                for k, v in e0["summary"]["medians"].items():
+                    assert e1["summary"]["medians"][k] == pytest.approx(v, rel=1e-4, nan_ok=True), k
     with pytest.raises(SystemExit) as exc:
         analyze_agents.main([str(tmp_path / "all")])
     assert exc.value.code == 2 and "no run of condition last_token" in capsys.readouterr().err
@@ -529,6 +549,10 @@ def test_reproduce_goes_on_from_a_finished_sweep_and_writes_one_report(tiny_swee
     assert reproduce.steps(args, "o")[0] == ("corridor_maze", "sweep", [
         "--env", "corridor_maze", "--z-carry", "last_token", "reset", "--seeds", "5", "--out", os.path.join("o", "corridor_maze"),
         "--preset", "cpu", "--build-act-head", "true", "--lr", "0.01"])
+    # --parallel: both the sweep's conditions and the analysis's pairs side by side
+    par = reproduce.steps(reproduce.build_parser().parse_args(["--parallel", "--envs", "four_rooms"]), "o")
+    assert par[0][2][-1] == "--parallel" and par[1] == (
+        "four_rooms", "analysis", [os.path.join("o", "four_rooms"), "--envs", "1024", "--parallel"])
 
 
 @pytest.mark.parametrize("argv, message", [
