@@ -143,6 +143,18 @@ def pooled_samples(recs: list[dict], key: str, cond: str) -> tuple[np.ndarray, n
     return np.concatenate(vals, axis=0), np.concatenate(eps)
 
 
+def bootstrap_counts(seed: int, n_boot: int, n_env: int) -> np.ndarray:
+    """int[n_boot, n_env]: how often each environment (episode) is drawn in each of n_boot
+    resamples of n_env draws with replacement (each row sums to n_env), from jax.random.key(seed)."""
+    import jax
+    import jax.numpy as jnp
+
+    if not n_env or not n_boot:
+        return np.zeros((n_boot, n_env), np.int64)
+    draws = jax.random.randint(jax.random.key(seed), (n_boot, n_env), 0, n_env)
+    return np.asarray(jax.vmap(lambda d: jnp.bincount(d, length=n_env))(draws))
+
+
 def bootstrap_medians(values: np.ndarray, episodes: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Weighted (lower) medians of values [n, K] for every row of counts [B, n_episodes]: sample i
     has weight counts[b, episodes[i]] (an episode bootstrap). Returns [B, K]."""
@@ -197,8 +209,7 @@ def judge_claims(carry: list[dict], reset: list[dict], carry_reset_eval: list[di
                         v, e = pooled_samples(recs, f"{kind}_{z}", c)
                         if len(v):
                             groups[label, kind, z, c] = (v, e)
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n_env, np.full(n_env, 1.0 / n_env), size=n_boot) if n_env else np.zeros((0, 0))
+    counts = bootstrap_counts(seed, n_boot, n_env)
     point = {k: np.median(v, axis=0) for k, (v, e) in groups.items()}
     boot = {k: bootstrap_medians(v, e, counts) for k, (v, e) in groups.items()}
     n = {(lab, c): len(groups[lab, "conv", ZS[0], c][0]) if (lab, "conv", ZS[0], c) in groups else 0

@@ -142,46 +142,25 @@ def analyse_pairs(jobs: list[tuple[int, list[str]]]) -> int:
     return 0
 
 
-def _pairs_process(jobs: list[tuple[int, list[str]]], cores: list[int], log_path: str) -> None:
-    """Child of --parallel: pinned to `cores` before JAX starts, output to its log file."""
-    os.sched_setaffinity(0, cores)
-    with open(log_path, "a", buffering=1) as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        print(f"pinned to CPU cores {','.join(map(str, sorted(os.sched_getaffinity(0))))}", file=sys.stderr, flush=True)
-        sys.exit(analyse_pairs(jobs))
-
-
 def analyse_side_by_side(jobs: list[tuple[int, list[str]]], out: str) -> int:
     """--parallel: the agent pairs dealt round-robin to one process per CPU core (at most one per
-    pair), each pinned to its core. Why: as with training (experiments.sweep --parallel), programs
-    this small use a second core poorly, so two single-core processes finish sooner than one
-    process on both cores. Each process writes OUT/analysis-<k>.log. Returns the first non-zero status."""
-    import multiprocessing
-
-    from experiments.sweep import core_groups
+    pair), each pinned to its core (experiments.side_by_side: as with training, programs this small
+    use a second core poorly). Each process writes OUT/analysis-<k>.log. Returns the first non-zero status."""
+    from experiments import side_by_side
 
     cores = sorted(os.sched_getaffinity(0))
     n = min(len(cores), len(jobs))
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: JAX is started after pinning
     os.makedirs(out, exist_ok=True)
     procs = []
-    for k, group in enumerate(core_groups(cores, n)):
+    for k, group in enumerate(side_by_side.core_groups(cores, n)):
         mine = jobs[k::n]
         log_path = os.path.join(out, f"analysis-{k}.log")
-        proc = ctx.Process(target=_pairs_process, args=(mine, group, log_path), name=f"analysis-{k}")
-        proc.start()
-        procs.append((proc, log_path))
+        procs.append((side_by_side.start(analyse_pairs, (mine,), group, log_path, name=f"analysis-{k}"), log_path))
         print(f"== agents {', '.join(str(i) for i, _ in mine)}: cores {','.join(map(str, group))}, log {log_path}",
               file=sys.stderr, flush=True)
     status = 0
     for proc, log_path in procs:
-        while proc.is_alive():
-            try:  # Ctrl-C reaches the children too (same process group); each stops by itself
-                proc.join()
-            except KeyboardInterrupt:
-                print(f"{PROG}: interrupt: waiting for the analyses to stop", file=sys.stderr)
-        code = proc.exitcode if proc.exitcode >= 0 else 128 - proc.exitcode
+        code = side_by_side.wait(proc, f"{PROG}: interrupt: waiting for the analyses to stop")
         if code != 0:
             print(f"{PROG}: {proc.name} stopped with status {code} (log {log_path})", file=sys.stderr)
         status = status or code

@@ -498,57 +498,27 @@ def train_plan(condition: str, plan: list[tuple[str, object, bool]], progress: b
     return 0
 
 
-def core_groups(cores: list[int], n: int) -> list[list[int]]:
-    """Split the CPU cores this process may use into n contiguous groups, as even as possible."""
-    q, r = divmod(len(cores), n)
-    out, i = [], 0
-    for k in range(n):
-        size = q + (k < r)
-        out.append(cores[i:i + size])
-        i += size
-    return out
-
-
-def _condition_process(condition: str, plan, cores: list[int], log_path: str) -> None:
-    """Child of --parallel: pinned to `cores` before JAX starts (XLA sizes its thread pool from the
-    cores it may use), output to the condition's log file."""
-    os.sched_setaffinity(0, cores)
-    with open(log_path, "a", buffering=1) as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        print(f"pinned to CPU cores {','.join(map(str, sorted(os.sched_getaffinity(0))))}", file=sys.stderr, flush=True)
-        sys.exit(train_plan(condition, plan, progress=False))
-
-
 def train_side_by_side(plans: dict, sweep_dir: str) -> int:
     """--parallel: one process per condition, each pinned to its own share of the cores, all at
-    once. Why: on a small CPU one XLA program uses extra cores poorly (the `cpu` preset: 0.089 s
-    per iteration on 2 cores vs 0.109 s on one), so two programs on one core each finish both
-    conditions sooner than one after the other on both cores (measured 1.6x, README "Results").
+    once (experiments.side_by_side). On this CPU two programs on one core each finish both
+    conditions sooner than one after the other on both cores (the `cpu` preset: 0.089 s per
+    iteration on 2 cores vs 0.109 s on one; measured 1.6x, README "Results").
     Returns the first non-zero status."""
-    import multiprocessing
-
+    from experiments import side_by_side
     from hrm_jax.cli import fail
 
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < len(plans):
         fail(f"--parallel: {len(plans)} conditions need at least {len(plans)} CPU cores; this process may use "
              f"{len(cores)} ({', '.join(map(str, cores))}); drop --parallel to train them one after the other", PROG)
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: JAX is started after pinning
     procs = {}
-    for (c, plan), group in zip(plans.items(), core_groups(cores, len(plans))):
+    for (c, plan), group in zip(plans.items(), side_by_side.core_groups(cores, len(plans))):
         log_path = os.path.join(sweep_dir, f"{c}.log")
-        procs[c] = ctx.Process(target=_condition_process, args=(c, plan, group, log_path), name=f"sweep-{c}")
-        procs[c].start()
+        procs[c] = side_by_side.start(train_plan, (c, plan, False), group, log_path, name=f"sweep-{c}")
         print(f"== {condition_label(c)}: cores {','.join(map(str, group))}, log {log_path}", file=sys.stderr, flush=True)
     status = 0
     for c, proc in procs.items():
-        while proc.is_alive():
-            try:  # Ctrl-C reaches the children too (same process group): each saves a checkpoint and exits
-                proc.join()
-            except KeyboardInterrupt:
-                print(f"{PROG}: interrupt: waiting for the conditions to save their checkpoints", file=sys.stderr)
-        code = proc.exitcode if proc.exitcode >= 0 else 128 - proc.exitcode
+        code = side_by_side.wait(proc, f"{PROG}: interrupt: waiting for the conditions to save their checkpoints")
         print(f"{condition_label(c)}: exit status {code} (log {os.path.join(sweep_dir, c + '.log')})", file=sys.stderr)
         status = status or code
     return status

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import envs
-from experiments import sweep
+from experiments import side_by_side, sweep
 from hrm_jax import analysis
 
 # four-rooms doorways: (3,6) top-left|top-right, (6,2) top-left|bottom-left,
@@ -85,6 +85,26 @@ def test_mse_curves_on_a_synthetic_trace():
     mask = np.array([[True, False, True], [False, False, True]])
     np.testing.assert_allclose(analysis.masked_median(curves, mask), [4.0, 5.0])  # rows 0, 4, 10 -> median 4
     assert np.isnan(analysis.masked_median(curves, np.zeros_like(mask))).all()
+
+
+def test_episode_bootstrap_counts_and_weighted_medians():
+    """The bootstrap behind each verdict: resample counts from a jax.random key (the same seed, the
+    same resamples), and the weighted median they give."""
+    from experiments.analyze import bootstrap_counts, bootstrap_medians
+
+    c = bootstrap_counts(0, 300, 7)
+    assert c.shape == (300, 7) and (c.sum(axis=1) == 7).all() and (c >= 0).all()
+    np.testing.assert_array_equal(c, bootstrap_counts(0, 300, 7))
+    assert not np.array_equal(c, bootstrap_counts(1, 300, 7))
+    assert abs(c.mean() - 1.0) < 1e-9 and 0.6 < c.var() < 1.1  # multinomial(7, 1/7): variance 6/7 per cell
+    assert bootstrap_counts(0, 0, 7).shape == (0, 7) and bootstrap_counts(0, 5, 0).shape == (5, 0)
+    # samples of episodes 0, 0, 1, 2 (values 1, 2, 10, 20; K = 1)
+    values, episodes = np.array([[1.0], [2.0], [10.0], [20.0]]), np.array([0, 0, 1, 2])
+    counts = np.array([[1, 1, 1],    # every episode once: lower median of 1, 2, 10, 20 -> 2
+                       [0, 3, 0],    # only episode 1 -> 10
+                       [2, 0, 1],    # weights 2, 2, 0, 1 over 1, 2, 10, 20: cumulative 2, 4 of 5 -> 2
+                       [0, 1, 3]])   # weights 0, 0, 1, 3 -> 20
+    np.testing.assert_array_equal(bootstrap_medians(values, episodes, counts)[:, 0], [2.0, 10.0, 2.0, 20.0])
 
 
 def rows_for(seed, values, step=100):
@@ -279,7 +299,7 @@ def test_parallel_vary_sweep_trains_each_value_pinned_to_its_own_core(tiny_sweep
     out = tmp_path / "p"
     assert sweep.main(["--preset", "tiny", "--vary", "q-init-scale=1,0.5", "--z-carry", "last_token", "--seeds", "1",
                        "--total-grad-steps", "20", "--out", str(out), "--parallel"]) == 0
-    groups = sweep.core_groups(sorted(os.sched_getaffinity(0)), 2)
+    groups = side_by_side.core_groups(sorted(os.sched_getaffinity(0)), 2)
     for c, cores in zip(("q_init_scale=1.0", "q_init_scale=0.5"), groups):
         log = (out / f"{c}.log").read_text()
         assert f"pinned to CPU cores {','.join(map(str, cores))}\n" in log
@@ -295,7 +315,7 @@ def test_parallel_vary_sweep_trains_each_value_pinned_to_its_own_core(tiny_sweep
     assert res["baseline"] == "q_init_scale=1.0" and list(res["before_baseline"]) == ["q_init_scale=0.5"]
     printed = capsys.readouterr().out
     assert "q_init_scale=0.5 reached 95% before q_init_scale=1.0 in " in printed and "paper" not in printed
-    assert sweep.core_groups([0, 1, 2, 3, 4], 2) == [[0, 1, 2], [3, 4]]
+    assert side_by_side.core_groups([0, 1, 2, 3, 4], 2) == [[0, 1, 2], [3, 4]]
 
 
 def test_parallel_sweep_refuses_more_conditions_than_cores(tmp_path, monkeypatch, capsys):
@@ -412,7 +432,7 @@ def test_sweep_with_more_seeds_trains_the_added_agents_in_a_new_run_directory(ti
         # numbers (one thread instead of two: float sums may be ordered differently)
         assert analyze_agents.main([str(out), "--envs", "4", "--bootstrap", "0", "--out", str(tmp_path / "par"),
                                     "--parallel"]) == 0
-        cores = sweep.core_groups(sorted(os.sched_getaffinity(0)), 2)
+        cores = side_by_side.core_groups(sorted(os.sched_getaffinity(0)), 2)
         for k in (0, 1):
             log = (tmp_path / "par" / f"analysis-{k}.log").read_text()
             assert f"pinned to CPU cores {','.join(map(str, cores[k]))}\n" in log and f"== agent {k}: " in log
