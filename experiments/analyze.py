@@ -478,9 +478,10 @@ def main(argv: list[str] | None = None, cache: dict | None = None) -> int:
             modes.append(("reset", "intervention", f"{variant}{tag} evaluated with reset z"))
         for z_mode, kind, label in modes:
             print(f"{label}: {d} step {step}, z {z_mode}, {segments} segments, {args.envs} envs ...", file=sys.stderr)
-            key = ("rollout", os.path.abspath(d), z_mode, min(args.batch, args.envs), segments)
+            batch = min(args.batch, args.envs)
+            key = ("rollout", os.path.abspath(d), z_mode, batch, segments)
             if key not in cache:
-                cache[key] = rollout_program(tr, z_mode, min(args.batch, args.envs), segments)
+                cache[key] = rollout_program(tr, z_mode, batch, segments)
             rec = rollout_records(tr, params, constants, env_params, z_mode, args.envs, args.batch, args.eval_seed,
                                   segments, program=cache[key])
             summary = summarize(rec)

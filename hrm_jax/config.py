@@ -150,9 +150,9 @@ PAPER = Config()
 # `python -m experiments.run` finishes in ~15 minutes on a shared 2-core CPU (README "Train").
 # Several seeds loop one after another (seed_loop="map"): on a CPU that beats one vmapped program.
 # Greedy evaluation on 128 fresh environments (the authors and `paper`: 256): an evaluation of 256
-# took ~10% of a training chunk here (5.4 of 53 s per agent per 1k steps on one core), half of it
-# is what brings the whole reproduction under 2 h (README "Results"); standard error of a success
-# rate <= 0.044 (<= 0.019 at 95%).
+# took ~10% of a training chunk here (5.4 of 53 s per agent per 1k steps on one core); 128 halves
+# that (README "Results": the cpu reproduction's time). Standard error of a success rate <= 0.044
+# (<= 0.019 at 95%).
 CPU = Config(
     model=ModelConfig(hidden=32, heads=2, H_layers=1, L_layers=1, H_cycles=1, L_cycles=1, segments_per_step=2,
                       mlp_round=32, pos_encoding="rope+learned"),
