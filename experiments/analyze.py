@@ -5,7 +5,7 @@
 
 For every run directory: greedy rollouts of its newest checkpoint (agent `--seed-index`, default
 the run's first) on `--envs` fresh environments with door-change probability `--p-change`, recording z_H and
-z_L of the last token after each segment of every step (`agent.greedy_rollout(with_trace=True)`,
+z_L of the last token after each segment of every step (`acting.greedy_rollout(with_trace=True)`,
 the same forward pass as acting). Every run sees the same environments at reset (same
 `--eval-seed`). Runs trained with carry Z (config.json `model.z_carry` last_token or full) are also
 evaluated with z reset at every step (an intervention: same weights, no carried z).
@@ -70,10 +70,10 @@ def rollout_program(tr, z_mode: str, batch: int, segments: int):
     one program serves every agent pair of a sweep (experiments.analyze_agents: compiled once)."""
     import jax
 
-    from hrm_jax import agent, analysis
+    from hrm_jax import acting, analysis
 
     def one(p, c, env_params, key):
-        ev = agent.greedy_rollout(tr.model, {"params": p, "constants": c}, tr.env, env_params, key, batch,
+        ev = acting.greedy_rollout(tr.model, {"params": p, "constants": c}, tr.env, env_params, key, batch,
                                   segments, z_mode, tr.config.env.max_steps, with_trace=True)
         recs = ev["records"]
         out = analysis.convergence_and_divergence(recs["trace"])
@@ -448,7 +448,11 @@ def main(argv: list[str] | None = None, cache: dict | None = None) -> int:
     is_carry, agents = [], []
     for d in args.run_dirs:
         with open(os.path.join(d, "config.json")) as fh:
-            is_carry.append(json.load(fh)["model"]["z_carry"] != "reset")
+            model_cfg = json.load(fh)["model"]
+        if model_cfg.get("arch", "hrm") != "hrm":
+            fail(f"{d}: the analysis of z applies to HRM agents only; this run's Q-network is the "
+                 f"{model_cfg['arch']} baseline, which has no z", PROG)
+        is_carry.append(model_cfg["z_carry"] != "reset")
     for d, name in zip(args.run_dirs, names):
         try:
             key = ("run", os.path.abspath(d))

@@ -742,17 +742,17 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def model_case(name: str, cfg, args, key) -> dict:
-    """Acting step (agent.act: all segments, no gradient, num_envs envs) and 1-step-gradient update
+    """Acting step (acting.act: all segments, no gradient, num_envs envs) and 1-step-gradient update
     (value_and_grad of a segment's TD loss + the trainer's optax update, batch_size) of one preset."""
     import optax
 
-    from hrm_jax import agent
-    from hrm_jax.flops import act_flops, grad_step_flops, reads_out
-    from hrm_jax.model import HRM, Carry, init_variables, make_model, readout_tokens, seed_carry, segment
-    from hrm_jax.train import make_optimizer, td_loss
+    from hrm_jax import acting
+    from hrm_jax.models.flops import act_flops, grad_step_flops, reads_out
+    from hrm_jax.models.hrm import HRM, Carry, init_variables, make_model, readout_tokens, seed_carry, segment
+    from hrm_jax.algos.dqn import make_optimizer, td_loss
 
     m, t = cfg.model, cfg.train
-    env, env_params = agent.make_env(cfg.env)
+    env, env_params = acting.make_env(cfg.env)
     model = make_model(m, env.maze.obs_shape[1])
     T = env.obs_len
     N, B = t.num_envs, t.batch_size
@@ -763,8 +763,8 @@ def model_case(name: str, cfg, args, key) -> dict:
 
     # -- acting: all segments, no gradient, on N real observations from H_init/L_init
     obs = _reset_obs(env, env_params, N, k_obs)
-    z = agent.initial_z(model, variables, N, T)
-    act = jax.jit(lambda v, o, zz: agent.act(model, v, o, zz, m.segments_per_step)[:2])
+    z = acting.initial_z(model, variables, N, T)
+    act = jax.jit(lambda v, o, zz: acting.act(model, v, o, zz, m.segments_per_step)[:2])
     act_c, c_s = compile_fn(act, variables, obs, z)
     t_act = time_call(act_c, variables, obs, z, repeats=reps, warmup=warm, compile_info=c_s)
     act_analytic = act_flops(m, T, N)
@@ -774,7 +774,7 @@ def model_case(name: str, cfg, args, key) -> dict:
     dt = jnp.bfloat16 if m.dtype == "bfloat16" else jnp.float32
     x_s = jax.ShapeDtypeStruct((N, T + 1, m.hidden), dt)
     z_s = jax.ShapeDtypeStruct((N, T + 1, m.hidden), jnp.float32)
-    # (agent.act computes the last segment's final H update at the read-out tokens only, hrm_jax.model)
+    # (acting.act computes the last segment's final H update at the read-out tokens only, hrm_jax.models.hrm)
     f_reason = jax.jit(lambda v, x, zh, zl: model.apply(v, x, Carry(zh, zl), method=HRM.reason))
     f_embed = jax.jit(lambda v, o: model.apply(v, o, method=HRM.embed))
     if reads_out(m, "stored"):
@@ -794,7 +794,7 @@ def model_case(name: str, cfg, args, key) -> dict:
     tx = make_optimizer(cfg)
     opt_state = tx.init(params)
     obs_b = _reset_obs(env, env_params, B, k_obs_b)
-    carry_b = seed_carry(model, variables, agent.initial_z(model, variables, B, T), B, T)
+    carry_b = seed_carry(model, variables, acting.initial_z(model, variables, B, T), B, T)
     action = jax.random.randint(k_act, (B,), 0, m.num_actions, dtype=jnp.int32)
     y = jax.random.normal(k_y, (B,), jnp.float32)
 
@@ -940,7 +940,7 @@ def add_compile_args(p: argparse.ArgumentParser) -> None:
 
 def lower_chunk(cfg, key, vmapped: bool = False):
     """(trainer, lowered jit(chunk), lower seconds) from the abstract state (nothing is run)."""
-    from hrm_jax.train import make_train
+    from hrm_jax.algos.dqn import make_train
     tr = make_train(cfg)
     init, chunk = (jax.vmap(tr.init), jax.vmap(tr.chunk)) if vmapped else (tr.init, tr.chunk)
     abstract = jax.eval_shape(init, key)
@@ -1032,12 +1032,12 @@ def piece_fns(tr, cfg) -> dict:
       env_step         the vmapped gymnax step (auto-reset) with uniformly random actions
       learn_minibatch  one replay minibatch: sample; target net over all segments; supervision_segments
                        1-step-gradient updates, each with the optimizer and the Polyak target update
-                       (mirrors hrm_jax.train's learn_minibatch, without its NaN bookkeeping)."""
+                       (mirrors hrm_jax.algos.dqn's learn_minibatch, without its NaN bookkeeping)."""
     import optax
 
-    from hrm_jax import agent
-    from hrm_jax.model import seed_carry, segment
-    from hrm_jax.train import dqn_targets, make_optimizer, td_loss
+    from hrm_jax import acting
+    from hrm_jax.models.hrm import seed_carry, segment
+    from hrm_jax.algos.dqn import dqn_targets, make_optimizer, td_loss
 
     m, t = cfg.model, cfg.train
     model, env, env_params = tr.model, tr.env, tr.env_params
@@ -1048,8 +1048,8 @@ def piece_fns(tr, cfg) -> dict:
         v = {"params": state.params, "constants": state.constants}
 
         def body(z, k):
-            q, z2, _ = agent.act(model, v, state.obs, z, m.segments_per_step)
-            return z2, agent.epsilon_greedy(k, q, jnp.float32(0.1))
+            q, z2, _ = acting.act(model, v, state.obs, z, m.segments_per_step)
+            return z2, acting.epsilon_greedy(k, q, jnp.float32(0.1))
 
         return jax.lax.scan(body, state.z, keys)[1]
 
@@ -1094,7 +1094,7 @@ def piece_fns(tr, cfg) -> dict:
 
 
 def train_case(name: str, cfg, args, key) -> dict:
-    from hrm_jax.train import make_train
+    from hrm_jax.algos.dqn import make_train
 
     m, t = cfg.model, cfg.train
     reps, warm = _repeats_for(name, args)
@@ -1250,7 +1250,7 @@ def add_seeds_args(p: argparse.ArgumentParser) -> None:
                      "lax.map (jit(over_seeds(tr.chunk, loop)), as experiments.run), timed round robin", add_seeds_args)
 def run_seeds(args) -> dict:
     from hrm_jax.sharding import over_seeds
-    from hrm_jax.train import make_train, seed_keys
+    from hrm_jax.algos.dqn import make_train, seed_keys
     presets = bench_presets()
     rows, targets = [], []
     n_t, limit = TARGET_SEEDS
@@ -1377,7 +1377,7 @@ def add_learn_args(p: argparse.ArgumentParser) -> None:
                      "chunk (long)", add_learn_args)
 def run_learn(args) -> dict:
     from hrm_jax.config import override
-    from hrm_jax.train import make_train
+    from hrm_jax.algos.dqn import make_train
     if not 0.0 <= args.threshold <= 1.0:
         args.parser.error(f"--threshold {args.threshold} must be in [0, 1]")
     presets = bench_presets()

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     import jax
 
     from experiments.run import load_run
-    from hrm_jax import agent
+    from hrm_jax import acting
     from hrm_jax.checkpoint import CheckpointError
 
     try:
@@ -65,11 +65,11 @@ def main(argv=None) -> int:
     m = cfg.model
 
     def rollout(params, constants, key, with_trace=False, n=args.episodes):
-        return agent.greedy_rollout(tr.model, {"params": params, "constants": constants}, tr.env, env_params, key,
+        return acting.greedy_rollout(tr.model, {"params": params, "constants": constants}, tr.env, env_params, key,
                                     n, m.segments_per_step, m.z_carry, cfg.env.max_steps, with_trace=with_trace)
 
     key = jax.random.key(args.seed)
-    results = jax.jit(jax.vmap(lambda p, c: agent.summarize_eval(rollout(p, c, key))))(state.params, state.constants)
+    results = jax.jit(jax.vmap(lambda p, c: acting.summarize_eval(rollout(p, c, key))))(state.params, state.constants)
     results = jax.device_get(results)
     rows = []
     print(f"{args.run_dir}: gradient step {step}, {cfg.env.name}, z {m.z_carry}, p_change {float(env_params.p_change)}, "
@@ -144,18 +144,18 @@ def evaluate_in_minihack(cfg, tr, state, env_params, episodes: int, seed: int) -
     import numpy as np
 
     from envs import minihack_ref as mr
-    from hrm_jax import agent
+    from hrm_jax import acting
 
     env, m = tr.env, cfg.model
     variables = {"params": jax.tree.map(lambda x: x[0], state.params),
                  "constants": jax.tree.map(lambda x: x[0], state.constants)}
-    act = jax.jit(lambda obs, z: agent.act(tr.model, variables, obs[None], z, m.segments_per_step))
-    z0 = agent.initial_z(tr.model, variables, 1, tr.obs_len)
+    act = jax.jit(lambda obs, z: acting.act(tr.model, variables, obs[None], z, m.segments_per_step))
+    z0 = acting.initial_z(tr.model, variables, 1, tr.obs_len)
     doors = jax.jit(env.update_doors)
     reset = jax.jit(env.reset)
     T = cfg.env.max_steps
     ref = mr.MiniHackReference(cfg.env.name, "dynamic", max_steps=T, paint_reset=True)
-    ours = jax.device_get(agent.greedy_rollout(tr.model, variables, env, env_params, jax.random.key(seed + 1),
+    ours = jax.device_get(acting.greedy_rollout(tr.model, variables, env, env_params, jax.random.key(seed + 1),
                                                episodes, m.segments_per_step, m.z_carry, T))
     k_reset, _ = jax.random.split(jax.random.key(seed + 1))
     reset_keys = jax.random.split(k_reset, episodes)  # the same layouts greedy_rollout used

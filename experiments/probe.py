@@ -63,12 +63,12 @@ def make_probe(cfg, target: str):
     import jax.numpy as jnp
     import optax
 
-    from hrm_jax import agent
-    from hrm_jax.model import init_variables, make_model, seed_carry, segment
-    from hrm_jax.train import make_optimizer
+    from hrm_jax import acting
+    from hrm_jax.models.hrm import init_variables, make_model, seed_carry, segment
+    from hrm_jax.algos.dqn import make_optimizer
 
     m, t = cfg.model, cfg.train
-    env, env_params = agent.make_env(cfg.env)
+    env, env_params = acting.make_env(cfg.env)
     model = make_model(m, env.maze.obs_shape[1])
     T, B = env.obs_len, t.batch_size
     tx = make_optimizer(cfg)
@@ -102,9 +102,9 @@ def make_probe(cfg, target: str):
         return params, opt, loss[-1], jnp.mean(jnp.var(y, 0)), acc[-1]
 
     def evaluate(params, consts, key):
-        ev = agent.greedy_rollout(model, {"params": params, "constants": consts}, env, env_params, key, 256,
+        ev = acting.greedy_rollout(model, {"params": params, "constants": consts}, env, env_params, key, 256,
                                   m.segments_per_step, "reset", cfg.env.max_steps)
-        return agent.summarize_eval(ev)["eval_success"]
+        return acting.summarize_eval(ev)["eval_success"]
 
     if m.num_actions != 4 and target == "positions":
         raise ValueError("--target positions needs num_actions=4 (the 4 coordinates)")
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args, PROG)
-    from hrm_jax.agent import make_env
+    from hrm_jax.acting import make_env
     try:
         make_env(cfg.env)
     except ValueError as exc:

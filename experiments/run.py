@@ -85,14 +85,15 @@ def resolve(argv: list[str] | None = None):
     except ValueError as exc:
         fail(str(exc), PROG)
     # env-level checks (counts against the map's candidates) happen here, before compiling
-    from hrm_jax.agent import make_env
+    from hrm_jax.acting import make_env
     try:
         make_env(cfg.env)
     except ValueError as exc:
         fail(str(exc), PROG)
     cfg = cap_full_z_capacity(cfg)
     out = args.resume or args.out or os.path.join(
-        "runs", f"{cfg.env.name}-{cfg.model.z_carry}-{args.preset}-s{cfg.train.seed}")
+        "runs", f"{cfg.env.name}-{cfg.model.z_carry if cfg.model.arch == 'hrm' else cfg.model.arch}-{args.preset}"
+        f"-s{cfg.train.seed}")
     if not args.resume and not args.dry_run and sharding.is_main():  # other processes: process 0 creates it
         if os.path.exists(out) and not os.path.isdir(out):
             fail(f"--out {out} exists and is not a directory", PROG)
@@ -162,15 +163,20 @@ def cap_full_z_capacity(cfg, budget_bytes: int = 8 << 30):
 
 
 def dry_run(cfg, out: str) -> None:
-    from hrm_jax import flops
-    from hrm_jax.train import make_train
+    from hrm_jax.models import flops
+    from hrm_jax.algos.dqn import make_train
 
     tr = make_train(cfg)
-    S = tr.obs_len  # observation tokens (hrm_jax.flops adds the puzzle token)
+    S = tr.obs_len  # observation tokens (hrm_jax.models.flops adds the puzzle token)
     t = cfg.train
     print(json.dumps(cfg.to_dict(), indent=2))
     print(f"run directory: {out}")
-    print(f"trainable parameters: {tr.param_count:,} (+{cfg.model.hidden} puzzle embedding, trained by sign-SGD)")
+    puzzle = f" (+{cfg.model.hidden} puzzle embedding, trained by sign-SGD)" if cfg.model.arch == "hrm" else ""
+    print(f"trainable parameters: {tr.param_count:,}{puzzle}")
+    if cfg.model.arch != "hrm":
+        print(f"FLOP counts: HRM only (this run's Q-network is the {cfg.model.arch} baseline)")
+        print(f"iterations: {tr.prefill_iters} prefill + {tr.num_chunks} chunks x {tr.iters_per_chunk}")
+        return
     act = flops.act_flops(cfg.model, S, t.num_envs)
     grad = flops.grad_step_flops(cfg.model, S, t.batch_size)
     print(f"FLOPs of one acting step ({t.num_envs} envs x {cfg.model.segments_per_step} segments): {act:.3e}")
@@ -340,7 +346,7 @@ def _train_run(cfg, out: str, resume: bool, progress: bool, nan_at: int | None, 
 
     from hrm_jax import checkpoint as ckpt
     from hrm_jax import sharding
-    from hrm_jax.train import seed_keys
+    from hrm_jax.algos.dqn import seed_keys
 
     t = cfg.train
     try:
@@ -485,7 +491,7 @@ def load_run(out: str):
 
     from hrm_jax import checkpoint as ckpt
     from hrm_jax.config import Config, validate
-    from hrm_jax.train import make_train, seed_keys
+    from hrm_jax.algos.dqn import make_train, seed_keys
 
     with open(os.path.join(out, "config.json")) as fh:
         cfg = validate(Config.from_dict(json.load(fh)))

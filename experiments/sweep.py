@@ -369,7 +369,7 @@ def resolve(argv: list[str] | None = None):
     """(args, {condition: Config}, sweep_dir); exits 2 with one line on bad input."""
     from dataclasses import replace
 
-    from hrm_jax.agent import make_env
+    from hrm_jax.acting import make_env
     from hrm_jax.cli import config_from_args, fail, flag_name, parse_field_values
     from hrm_jax.config import ConfigError, validate
 

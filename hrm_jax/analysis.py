@@ -64,7 +64,7 @@ def changed_steps(env, states) -> jax.Array:
     """bool[T, N]: env_changed between step t-1 and step t of every rollout (False at t = 0).
 
     states: an EnvState batch with leading axes [T, N] (the state BEFORE each step, as recorded by
-    `agent.greedy_rollout(with_trace=True)`)."""
+    `acting.greedy_rollout(with_trace=True)`)."""
     blocked = jax.vmap(jax.vmap(env.blocked_grid))(states)  # [T, N, H, W]
     f = jax.vmap(jax.vmap(env_changed))                      # over T-1, then N
     ch = f(blocked[:-1], blocked[1:], states.agent[:-1], states.agent[1:], states.goal[1:])

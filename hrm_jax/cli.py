@@ -75,7 +75,11 @@ seed_int = number(int, 0, 2**32, hi_open=True)  # jax.random.key takes a uint32
 
 
 def flag_name(section: str, name: str) -> str:
-    return "--env" if (section, name) == ("env", "name") else "--" + name.replace("_", "-")
+    if (section, name) == ("env", "name"):
+        return "--env"
+    if (section, name) == ("model", "arch"):
+        return "--model"
+    return "--" + name.replace("_", "-")
 
 
 def _parse_bool(v: str) -> bool:

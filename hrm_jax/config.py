@@ -25,8 +25,14 @@ def _f(default, help: str, choices: tuple | None = None):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The HRM core (reference-facts §2). Defaults are the paper's configuration."""
+    """The Q-network: the HRM core (reference-facts §2) or a baseline. Defaults are the paper's configuration."""
 
+    arch: str = _f("hrm", "Q-network: hrm (the HRM core: H and L modules, segments, carried z), or a baseline without z "
+                   "(not HRM-Agent's; for telling the model from the RL loop): mlp (an MLP over one-hot glyphs) or cnn "
+                   "(a small CNN over the grid). The baselines use baseline_width / cnn_channels and ignore the HRM fields",
+                   ("hrm", "mlp", "cnn"))
+    baseline_width: int = _f(256, "width of each hidden dense layer of the mlp / cnn baselines")
+    cnn_channels: int = _f(32, "channels of each 3x3 convolution of the cnn baseline")
     hidden: int = _f(64, "width of every token vector (z_H, z_L, embeddings)")
     heads: int = _f(2, "attention heads (head dim = hidden / heads)")
     expansion: float = _f(4.0, "SwiGLU expansion; inner width = round(expansion*hidden*2/3) rounded up to a multiple of mlp_round")
@@ -117,6 +123,9 @@ class TrainConfig:
                         "(lax.map: one seed after another in a loop, the same state and checkpoints; faster on a CPU, see "
                         "`python -m experiments.bench seeds`). Results agree up to float rounding; --resume keeps a run's loop unless this flag is given",
                         SEED_LOOPS)
+    algo: str = _f("dqn", "learner: dqn (the authors': replay, target network, deep supervision) or pqn (on-policy "
+                   "Q(lambda) over short rollouts of many envs, no replay or target network; Gallici et al. 2024; not HRM-Agent's)",
+                   ("dqn", "pqn"))
     seed: int = _f(0, "base seed; agent i uses fold_in(key(seed), i)")
     first_agent: int = _f(0, "index of the run's first agent: it trains agents first_agent..first_agent+seeds-1 "
                           "(how a sweep adds seeds to an earlier run: the same agents a larger --seeds would train)")
@@ -214,7 +223,7 @@ def validate(cfg: Config) -> Config:
             if choices is not None:
                 _check(v in choices, f"{f.name}={v!r} is not allowed; choose one of: {', '.join(choices)}")
     m, t, e = cfg.model, cfg.train, cfg.env
-    for name in ("hidden", "heads", "H_layers", "L_layers", "H_cycles", "L_cycles", "segments_per_step",
+    for name in ("baseline_width", "cnn_channels", "hidden", "heads", "H_layers", "L_layers", "H_cycles", "L_cycles", "segments_per_step",
                  "vocab_size", "num_actions", "mlp_round"):
         _check(getattr(m, name) >= 1, f"{name}={getattr(m, name)} must be >= 1")
     _check(m.hidden % m.heads == 0, f"hidden={m.hidden} must be divisible by heads={m.heads}")

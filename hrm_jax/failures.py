@@ -3,7 +3,7 @@
 A greedy policy is deterministic, and with reset Z it is a function of the observation alone, so
 an agent that bumps into a wall sees the same observation again and bumps again until a door
 changes: a failed greedy episode is rarely a near miss. From a traced rollout
-(`agent.greedy_rollout(with_trace=True)`) every episode that did not reach the goal within the
+(`acting.greedy_rollout(with_trace=True)`) every episode that did not reach the goal within the
 step limit is classified by its last `tail` steps:
 
 * stuck at a wall: it stood on one cell and its last move bumped into a wall (the map's or a

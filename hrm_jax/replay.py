@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from hrm_jax.model import StoredZ
+from hrm_jax.models.hrm import StoredZ
 
 
 @struct.dataclass

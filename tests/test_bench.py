@@ -147,7 +147,7 @@ def test_multi_run_json_layout(tiny_run):
 
 def test_model_fields(tiny_run):
     from hrm_jax.config import preset
-    from hrm_jax.flops import act_flops, grad_step_flops
+    from hrm_jax.models.flops import act_flops, grad_step_flops
     text, d = tiny_run
     res = d["results"]["model"]
     (c,) = res["cases"]
@@ -245,7 +245,7 @@ def test_learn_stops_at_threshold(monkeypatch, capsys, tmp_path):
     """The learn loop with a fake trainer whose success rises 0.2 per chunk: stops at the first chunk >= threshold."""
     import types
 
-    import hrm_jax.train as T
+    import hrm_jax.algos.dqn as T
 
     def fake_make_train(cfg):
         def init(key):

@@ -30,7 +30,7 @@ def env():
 def make_player(env, params):
     """A jitted `play(state, table, shortest)`: one episode from `state` to the step limit, taking
     action table[t] at step t (or the shortest-path move where `shortest`), frozen after it ends
-    (no auto-reset), recorded as `agent.greedy_rollout(with_trace=True)` does: the state before
+    (no auto-reset), recorded as `acting.greedy_rollout(with_trace=True)` does: the state before
     each step [T, 1], the action [T, 1], success [1]. One program for every scripted episode."""
     T = int(params.max_steps_in_episode)
 

@@ -1,4 +1,4 @@
-"""Tests of the HRM core (hrm_jax/layers.py, model.py, flops.py). Tiny configurations: < 60 s on 2 cores."""
+"""Tests of the HRM core (hrm_jax/models/: layers.py, hrm.py, flops.py). Tiny configurations: < 60 s on 2 cores."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from hrm_jax.config import ModelConfig
-from hrm_jax.flops import act_flops, block_flops, grad_step_flops, q_head_flops, segment_flops
-from hrm_jax.layers import Linear, rms_norm, rotary_tables
-from hrm_jax.model import (HRM, Carry, StoredZ, count_params, init_stored, init_variables, make_model, readout_tokens,
+from hrm_jax.models.flops import act_flops, block_flops, grad_step_flops, q_head_flops, segment_flops
+from hrm_jax.models.layers import Linear, rms_norm, rotary_tables
+from hrm_jax.models.hrm import (HRM, Carry, StoredZ, count_params, init_stored, init_variables, make_model, readout_tokens,
                            run_segments, seed_carry, segment, to_stored, where_reset)
 
 # Small but structurally complete: H_cycles = L_cycles = 2, so the no-gradient part has L, L, H, L.

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hrm_jax import agent, config as C
-from hrm_jax.model import StoredZ, run_segments, seed_carry
+from hrm_jax import acting, config as C
+from hrm_jax.models.hrm import StoredZ, run_segments, seed_carry
 from hrm_jax.replay import Transition, n_step_transition
-from hrm_jax.train import dqn_targets, epsilon_schedule, make_train, seed_keys
+from hrm_jax.algos.dqn import dqn_targets, epsilon_schedule, make_train, seed_keys
 
 
 def tiny(**train):
@@ -48,7 +48,7 @@ def test_buffer_contents_and_z_off_by_one(prefilled):
     assert np.isin(rew, np.float32([-0.01, 0.0, 1.0])).all()
     np.testing.assert_array_equal(rew == 1.0, term)
     variables = {"params": state.params, "constants": state.constants}
-    z0 = agent.initial_z(tr.model, variables, 1, tr.obs_len)
+    z0 = acting.initial_z(tr.model, variables, 1, tr.obs_len)
     done = term | trunc
     assert done.any() and (~done).any()
     for t in range(T - 1):
@@ -65,7 +65,7 @@ def test_buffer_contents_and_z_off_by_one(prefilled):
     # the converged z stored at t is what acting from prev_z on obs gives (recomputed here)
     t = 5
     z_in = StoredZ(z_H=jnp.asarray(prev_z.z_H[t]), z_L=jnp.asarray(prev_z.z_L[t]))
-    q, z_out, _ = agent.act(tr.model, variables, jnp.asarray(obs[t]), z_in, cfg.model.segments_per_step)
+    q, z_out, _ = acting.act(tr.model, variables, jnp.asarray(obs[t]), z_in, cfg.model.segments_per_step)
     np.testing.assert_allclose(np.asarray(z_out.z_H), next_z.z_H[t], atol=1e-5)
     np.testing.assert_allclose(np.asarray(z_out.z_L), next_z.z_L[t], atol=1e-5)
     # first collection starts every env from the initial z
@@ -116,7 +116,7 @@ def test_double_dqn_targets_value_the_online_argmax_with_the_target_net(prefille
 
 
 def test_double_dqn_flag_reaches_the_trainer(monkeypatch):
-    import hrm_jax.train as train_mod
+    import hrm_jax.algos.dqn as train_mod
     seen = []
     real = train_mod.dqn_targets
 

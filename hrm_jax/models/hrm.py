@@ -36,8 +36,8 @@ import jax.numpy as jnp
 
 from envs.maps import AGENT
 from hrm_jax.config import ModelConfig
-from hrm_jax.flops import reads_out
-from hrm_jax.layers import Linear, ReasoningModule, compute_dtype, gather_tokens, lecun_normal, rotary_tables, trunc_normal
+from hrm_jax.models.flops import reads_out
+from hrm_jax.models.layers import Linear, ReasoningModule, compute_dtype, gather_tokens, lecun_normal, rotary_tables, trunc_normal
 
 # Sequences per chunk on CPU (see the module docstring); chosen by measurement at the paper
 # configuration (hidden 64, 122 tokens) on the project's 2-core machine.

@@ -15,7 +15,7 @@ Performance notes (XLA:CPU is the primary target; measured on the project's 2-co
     instead of [S, S]);
   * `query_at` (read-out tokens): a block can compute its output at a few tokens only (queries
     there, keys and values from every token). The Q head reads one token of the last H update, so
-    the trainer and the acting loop compute that update only where it is read (hrm_jax.model).
+    the trainer and the acting loop compute that update only where it is read (hrm_jax.models.hrm).
 """
 from __future__ import annotations
 

@@ -25,9 +25,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from hrm_jax import agent
+from hrm_jax import acting
 from hrm_jax.config import Config
-from hrm_jax.model import StoredZ, count_params, init_variables, make_model, seed_carry, segment, run_segments
+from hrm_jax.models import (StoredZ, count_params, init_variables, make_model, run_segments, seed_carry, segment,
+                            stored_z_shape)
 from hrm_jax.replay import Replay, Transition, example_transition, make_replay
 
 
@@ -120,7 +121,7 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
     leading env / minibatch axis (the replay minibatch, the reset environments) to split that axis
     over devices; None = identity (the single-device program, unchanged)."""
     m, t, e = cfg.model, cfg.train, cfg.env
-    env, env_params = agent.make_env(e)
+    env, env_params = acting.make_env(e)
     model = make_model(m, env.maze.obs_shape[1])
     obs_len = env.obs_len
     N, B, S, G = t.num_envs, t.batch_size, t.supervision_segments, t.grad_steps_per_collect
@@ -131,7 +132,7 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
     prefill_iters = math.ceil(max(B, t.learning_starts) / N) + t.n_step - 1
     tx = make_optimizer(cfg)
     eps_fn = epsilon_schedule(cfg)
-    z_shape = (obs_len + 1, m.hidden) if m.z_carry == "full" else (m.hidden,)
+    z_shape = stored_z_shape(m, obs_len)
     replay = make_replay(t.buffer_capacity, B, max(B, t.learning_starts), N, t.n_step, t.gamma)
     shard = shard_batch if shard_batch is not None else (lambda tree: tree)
 
@@ -142,16 +143,16 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
         """One vectorised env step with all segments; returns the new state and episode stats."""
         key, k_act, k_env = jax.random.split(state.key, 3)
         vars_ = variables(state.params, state.constants)
-        q, z_next, _ = agent.act(model, vars_, state.obs, state.z, m.segments_per_step)
-        action = agent.epsilon_greedy(k_act, q, eps)
+        q, z_next, _ = acting.act(model, vars_, state.obs, state.z, m.segments_per_step)
+        action = acting.epsilon_greedy(k_act, q, eps)
         obs2, env_state2, reward, term, trunc, info = jax.vmap(env.step, (0, 0, 0, None))(
             jax.random.split(k_env, N), state.env_state, action, env_params)
         tr = Transition(obs=state.obs, action=action, reward=reward, next_obs=info["final_observation"],
                         terminated=term, truncated=trunc, prev_z=state.z, next_z=z_next)
         buf = replay.add(state.buffer, tr)
         done = term | trunc
-        z0 = agent.initial_z(model, vars_, N, obs_len)
-        z_seed = z0 if m.z_carry == "reset" else agent.select_where(done, z0, z_next)
+        z0 = acting.initial_z(model, vars_, N, obs_len)
+        z_seed = z0 if m.z_carry == "reset" else acting.select_where(done, z0, z_next)
         ret = state.ep_return + reward
         stats = dict(finished=jnp.sum(done), finished_return=jnp.sum(jnp.where(done, ret, 0.0)),
                      q_act=jnp.mean(jnp.max(q, -1)))
@@ -204,16 +205,16 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
         return state, {**stats, **lstats, "epsilon": eps}
 
     def evaluate(state: TrainState, key) -> dict:
-        ev = agent.greedy_rollout(model, variables(state.params, state.constants), env, env_params, key,
+        ev = acting.greedy_rollout(model, variables(state.params, state.constants), env, env_params, key,
                                   t.eval_envs, m.segments_per_step, m.z_carry, e.max_steps)
-        return agent.summarize_eval(ev)
+        return acting.summarize_eval(ev)
 
     def init(key) -> TrainState:
         k_model, k_env, k_state, k_eval = jax.random.split(key, 4)
         vars_ = init_variables(model, k_model, obs_len)
         params, constants = vars_["params"], vars_["constants"]
         obs, env_state = shard(jax.vmap(env.reset, (0, None))(jax.random.split(k_env, N), env_params))
-        z0 = agent.initial_z(model, vars_, N, obs_len)
+        z0 = acting.initial_z(model, vars_, N, obs_len)
         state = TrainState(
             params=params,
             target_params=jax.tree.map(jnp.copy, params),  # a COPY (the authors' code initialised it independently)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 import envs
 from hrm_jax.config import EnvConfig
-from hrm_jax.model import StoredZ, run_segments, seed_carry, to_stored
+from hrm_jax.models import StoredZ, run_segments, seed_carry, to_stored
 
 
 def make_env(cfg: EnvConfig):

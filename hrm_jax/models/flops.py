@@ -8,7 +8,7 @@ Conventions:
     Not counted: elementwise work (norms, softmax, SiLU, rotary, adds) and the embedding gather,
     a few percent of the total at the paper configuration.
   * Backward = 2x forward (input and weight gradients), so forward+backward = 3x forward.
-  * Read-out tokens (hrm_jax.model): where the model computes the last H update only at the tokens
+  * Read-out tokens (hrm_jax.models.hrm): where the model computes the last H update only at the tokens
     the Q head reads, that update's last block is counted at those K tokens (queries, output
     projection and MLP at K tokens; keys and values at every token).
 """
