@@ -940,7 +940,7 @@ def add_compile_args(p: argparse.ArgumentParser) -> None:
 
 def lower_chunk(cfg, key, vmapped: bool = False):
     """(trainer, lowered jit(chunk), lower seconds) from the abstract state (nothing is run)."""
-    from hrm_jax.algos.dqn import make_train
+    from hrm_jax.algos import make_train
     tr = make_train(cfg)
     init, chunk = (jax.vmap(tr.init), jax.vmap(tr.chunk)) if vmapped else (tr.init, tr.chunk)
     abstract = jax.eval_shape(init, key)
@@ -1094,7 +1094,7 @@ def piece_fns(tr, cfg) -> dict:
 
 
 def train_case(name: str, cfg, args, key) -> dict:
-    from hrm_jax.algos.dqn import make_train
+    from hrm_jax.algos import make_train
 
     m, t = cfg.model, cfg.train
     reps, warm = _repeats_for(name, args)
@@ -1250,7 +1250,7 @@ def add_seeds_args(p: argparse.ArgumentParser) -> None:
                      "lax.map (jit(over_seeds(tr.chunk, loop)), as experiments.run), timed round robin", add_seeds_args)
 def run_seeds(args) -> dict:
     from hrm_jax.sharding import over_seeds
-    from hrm_jax.algos.dqn import make_train, seed_keys
+    from hrm_jax.algos import make_train, seed_keys
     presets = bench_presets()
     rows, targets = [], []
     n_t, limit = TARGET_SEEDS
@@ -1377,7 +1377,7 @@ def add_learn_args(p: argparse.ArgumentParser) -> None:
                      "chunk (long)", add_learn_args)
 def run_learn(args) -> dict:
     from hrm_jax.config import override
-    from hrm_jax.algos.dqn import make_train
+    from hrm_jax.algos import make_train
     if not 0.0 <= args.threshold <= 1.0:
         args.parser.error(f"--threshold {args.threshold} must be in [0, 1]")
     presets = bench_presets()

@@ -164,7 +164,7 @@ def cap_full_z_capacity(cfg, budget_bytes: int = 8 << 30):
 
 def dry_run(cfg, out: str) -> None:
     from hrm_jax.models import flops
-    from hrm_jax.algos.dqn import make_train
+    from hrm_jax.algos import make_train
 
     tr = make_train(cfg)
     S = tr.obs_len  # observation tokens (hrm_jax.models.flops adds the puzzle token)
@@ -346,7 +346,7 @@ def _train_run(cfg, out: str, resume: bool, progress: bool, nan_at: int | None, 
 
     from hrm_jax import checkpoint as ckpt
     from hrm_jax import sharding
-    from hrm_jax.algos.dqn import seed_keys
+    from hrm_jax.algos import seed_keys
 
     t = cfg.train
     try:
@@ -491,7 +491,7 @@ def load_run(out: str):
 
     from hrm_jax import checkpoint as ckpt
     from hrm_jax.config import Config, validate
-    from hrm_jax.algos.dqn import make_train, seed_keys
+    from hrm_jax.algos import make_train, seed_keys
 
     with open(os.path.join(out, "config.json")) as fh:
         cfg = validate(Config.from_dict(json.load(fh)))

@@ -28,7 +28,7 @@ import json, os, resource, sys, time
 import jax
 from hrm_jax import sharding
 from hrm_jax.config import override, preset
-from hrm_jax.algos.dqn import seed_keys
+from hrm_jax.algos import seed_keys
 
 name, seeds, chunks, loop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 cfg = override(preset(name), "train", seeds=seeds, total_grad_steps=10**9, seed_loop=loop or preset(name).train.seed_loop)

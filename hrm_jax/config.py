@@ -125,7 +125,7 @@ class TrainConfig:
                         SEED_LOOPS)
     algo: str = _f("dqn", "learner: dqn (the authors': replay, target network, deep supervision) or pqn (on-policy "
                    "Q(lambda) over short rollouts of many envs, no replay or target network; Gallici et al. 2024; not HRM-Agent's)",
-                   ("dqn", "pqn"))
+                   ("dqn",))
     seed: int = _f(0, "base seed; agent i uses fold_in(key(seed), i)")
     first_agent: int = _f(0, "index of the run's first agent: it trains agents first_agent..first_agent+seeds-1 "
                           "(how a sweep adds seeds to an earlier run: the same agents a larger --seeds would train)")

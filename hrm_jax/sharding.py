@@ -284,7 +284,7 @@ def make_sharded_train(cfg, nan_from_step: int | None = None, devices=None, quie
     With one device and seed_loop="vmap" this compiles the same program as
     `jax.jit(jax.vmap(tr.init))` / `jax.jit(jax.vmap(tr.chunk))` (the shardings are trivial), so
     results are bit-identical."""
-    from hrm_jax.algos.dqn import make_train, seed_keys
+    from hrm_jax.algos import make_train, seed_keys
 
     mesh, note = make_mesh(cfg, devices)
     if note and not quiet and is_main():

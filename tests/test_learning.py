@@ -19,7 +19,7 @@ import numpy as np
 
 from envs.policies import jit_run_episodes, random_policy
 from hrm_jax.config import FIXED_GOAL, override, validate
-from hrm_jax.algos.dqn import make_train
+from hrm_jax.algos import make_train
 
 GRAD_STEPS = 5000   # the budget; the run stops at the first evaluation clearly above random
 

@@ -244,7 +244,7 @@ MAX_RUNS = 2  # valid configs compiled and run (~15 s of CPU each); later valid 
 @given(configs())
 def test_random_config_validates_and_runs_one_chunk_or_fails_cleanly(cfg):
     from hrm_jax.acting import make_env
-    from hrm_jax.algos.dqn import make_train, seed_keys
+    from hrm_jax.algos import make_train, seed_keys
 
     try:
         validate(cfg)

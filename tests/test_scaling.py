@@ -25,7 +25,7 @@ import json, sys
 import jax, numpy as np
 from hrm_jax import sharding
 from hrm_jax.config import preset, override
-from hrm_jax.algos.dqn import make_train, seed_keys
+from hrm_jax.algos import make_train, seed_keys
 
 def check(n_step):
     cfg = override(override(preset("tiny"), "train", total_grad_steps=4, eval_every=4, eval_envs=8,
@@ -157,7 +157,7 @@ def test_one_device_is_bit_identical_to_plain_jit(runs):
     from experiments import run as run_mod
     from hrm_jax import sharding
     from hrm_jax.config import Config
-    from hrm_jax.algos.dqn import make_train, seed_keys
+    from hrm_jax.algos import make_train, seed_keys
 
     root, res = runs
     assert res["one"].returncode == 0, res["one"].stderr[-3000:]
