@@ -125,7 +125,15 @@ class TrainConfig:
                         SEED_LOOPS)
     algo: str = _f("dqn", "learner: dqn (the authors': replay, target network, deep supervision) or pqn (on-policy "
                    "Q(lambda) over short rollouts of many envs, no replay or target network; Gallici et al. 2024; not HRM-Agent's)",
-                   ("dqn",))
+                   ("dqn", "pqn"))
+    pqn_rollout_steps: int = _f(10, "pqn: env steps of every env per rollout (T); at most max_steps. "
+                                "pqn ignores dqn's batch_size, buffer_capacity, learning_starts, grad_steps_per_collect, "
+                                "n_step, double_dqn and polyak")
+    pqn_epochs: int = _f(2, "pqn: passes over each rollout's num_envs*T transitions")
+    pqn_minibatches: int = _f(5, "pqn: minibatches per epoch (must divide num_envs*T); each gets supervision_segments "
+                              "gradient steps, so an iteration is pqn_epochs*pqn_minibatches*supervision_segments of them")
+    pqn_lambda: float = _f(0.65, "pqn: lambda of the Q(lambda) targets (0 = one-step Q-learning, 1 = Monte-Carlo "
+                           "bootstrapped at the rollout's end)")
     seed: int = _f(0, "base seed; agent i uses fold_in(key(seed), i)")
     first_agent: int = _f(0, "index of the run's first agent: it trains agents first_agent..first_agent+seeds-1 "
                           "(how a sweep adds seeds to an earlier run: the same agents a larger --seeds would train)")
@@ -236,6 +244,19 @@ def validate(cfg: Config) -> Config:
                  "buffer_capacity", "eval_envs", "eval_every", "checkpoint_every", "keep_checkpoints", "seeds",
                  "eps_decay_steps", "n_step"):
         _check(getattr(t, name) >= 1, f"{name}={getattr(t, name)} must be >= 1")
+    for name in ("pqn_rollout_steps", "pqn_epochs", "pqn_minibatches"):
+        _check(getattr(t, name) >= 1, f"{name}={getattr(t, name)} must be >= 1")
+    _check(0.0 <= t.pqn_lambda <= 1.0, f"pqn_lambda={t.pqn_lambda} must be in [0, 1]")
+    if t.algo == "pqn":
+        pqn_steps = t.pqn_epochs * t.pqn_minibatches * t.supervision_segments
+        _check(t.num_envs * t.pqn_rollout_steps % t.pqn_minibatches == 0,
+               f"pqn_minibatches={t.pqn_minibatches} must divide num_envs*pqn_rollout_steps="
+               f"{t.num_envs * t.pqn_rollout_steps} (the transitions of a rollout)")
+        _check(t.eval_every % pqn_steps == 0,
+               f"eval_every={t.eval_every} must be a multiple of pqn_epochs*pqn_minibatches*supervision_segments="
+               f"{pqn_steps} (the gradient steps of one pqn iteration)")
+        _check(t.pqn_rollout_steps <= e.max_steps,
+               f"pqn_rollout_steps={t.pqn_rollout_steps} must be <= max_steps={e.max_steps} (at most one truncation per env per rollout)")
     for name in ("learning_starts", "warmup_steps", "seed", "first_agent"):
         _check(getattr(t, name) >= 0, f"{name}={getattr(t, name)} must be >= 0")
     _check(t.grad_steps_per_collect % t.supervision_segments == 0,
