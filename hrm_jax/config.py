@@ -31,8 +31,8 @@ class ModelConfig:
                    "(not HRM-Agent's; for telling the model from the RL loop): mlp (an MLP over one-hot glyphs) or cnn "
                    "(a small CNN over the grid). The baselines use baseline_width / cnn_channels and ignore the HRM fields",
                    ("hrm", "mlp", "cnn"))
-    baseline_width: int = _f(256, "width of each hidden dense layer of the mlp / cnn baselines")
-    cnn_channels: int = _f(32, "channels of each 3x3 convolution of the cnn baseline")
+    baseline_width: int = _f(128, "width of each hidden dense layer of the mlp / cnn baselines")
+    cnn_channels: int = _f(16, "channels of each 3x3 convolution of the cnn baseline")
     hidden: int = _f(64, "width of every token vector (z_H, z_L, embeddings)")
     heads: int = _f(2, "attention heads (head dim = hidden / heads)")
     expansion: float = _f(4.0, "SwiGLU expansion; inner width = round(expansion*hidden*2/3) rounded up to a multiple of mlp_round")
