@@ -63,6 +63,9 @@ class Trainer(NamedTuple):
     train: Callable       # key -> (TrainState, metrics dict of [num_chunks] arrays)
     param_count: int
     replay: Replay        # init / add / sample of this run's buffer
+    # (TrainState, key) -> (TrainState, stats): one replay minibatch's deep supervision, as `chunk` runs
+    # it (exposed so that `experiments.bench train` times the learner's own step)
+    learn_minibatch: Callable | None = None
 
 
 def label_params(params) -> Any:
@@ -114,6 +117,18 @@ def dqn_targets(model, target_vars, batch: Transition, discount, n_segments: int
         v_next = jnp.take_along_axis(q_next, a_next[:, None], -1)[:, 0]
     y = batch.reward + discount * (1.0 - batch.terminated.astype(jnp.float32)) * v_next
     return jax.lax.stop_gradient(y)
+
+
+def segment_td_grad(model, params, constants, tokens: jax.Array, carry, action: jax.Array, y: jax.Array, loss: str,
+                    chunk: int | None = None):
+    """One deep-supervision gradient: value_and_grad of the TD loss of one 1-step-gradient segment
+    from `carry` (Q of `action` on `tokens` against the targets `y`) -> ((loss, (new carry, q)), grads)."""
+    def loss_fn(p):
+        new_carry, q = segment(model, {"params": p, "constants": constants}, tokens, carry, chunk)
+        q_sa = jnp.take_along_axis(q, action[:, None], -1)[:, 0]
+        return td_loss(q_sa, y, loss), (new_carry, q)
+
+    return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
 
 def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Callable | None = None) -> Trainer:
@@ -171,13 +186,8 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
 
         def sup_step(c, _):
             params, target, opt_state, carry, gs = c
-
-            def loss_fn(p):
-                new_carry, q = segment(model, variables(p, consts), batch.obs, carry)
-                q_sa = jnp.take_along_axis(q, batch.action[:, None], -1)[:, 0]
-                return td_loss(q_sa, y, t.loss), (new_carry, q)
-
-            (loss, (new_carry, q)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            (loss, (new_carry, q)), grads = segment_td_grad(model, params, consts, batch.obs, carry, batch.action, y,
+                                                            t.loss)
             updates, opt_state = tx.update(grads, opt_state, params)
             if nan_from_step is not None:  # test hook: NaN updates from that step on (state layout unchanged)
                 updates = jax.tree.map(lambda u: jnp.where(gs >= nan_from_step, jnp.nan, u), updates)
@@ -246,7 +256,7 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
     return Trainer(config=cfg, model=model, env=env, env_params=env_params, obs_len=obs_len,
                    iters_per_chunk=iters_per_chunk, prefill_iters=prefill_iters, num_chunks=num_chunks,
                    init=init, chunk=chunk, evaluate=evaluate, train=train, param_count=n_params,
-                   replay=replay)
+                   replay=replay, learn_minibatch=learn_minibatch)
 
 
 def seed_keys(seed: int, n: int, first: int = 0) -> jax.Array:
