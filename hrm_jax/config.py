@@ -25,7 +25,7 @@ def _f(default, help: str, choices: tuple | None = None):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The Q-network: the HRM core (reference-facts §2) or a baseline. Defaults are the paper's configuration."""
+    """The Q-network: the HRM core (docs/reference.md §2) or a baseline. Defaults are the paper's configuration."""
 
     arch: str = _f("hrm", "Q-network: hrm (the HRM core: H and L modules, segments, carried z), or a baseline without z "
                    "(not HRM-Agent's; for telling the model from the RL loop): mlp (an MLP over one-hot glyphs) or cnn "
@@ -71,7 +71,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """Which maze and its dynamics (reference-facts §1)."""
+    """Which maze and its dynamics (docs/reference.md §1)."""
 
     name: str = _f("four_rooms", "environment", ("four_rooms", "corridor_maze"))
     p_change: float = _f(0.05, "probability per step that the closed doors are resampled")
@@ -88,7 +88,7 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The DQN loop (reference-facts §3). Defaults are the paper's configuration."""
+    """The DQN loop (docs/reference.md §3). Defaults are the paper's configuration."""
 
     num_envs: int = _f(256, "parallel environments; one vectorised step per collection")
     total_grad_steps: int = _f(300_000, "gradient steps to train for")
@@ -164,11 +164,11 @@ PAPER = Config()
 
 # The CPU-sized HRM: same algorithm (DQN, deep supervision, carry z, Polyak target), a small model
 # (hidden 32, one block per module, 2 segments), 32 envs, batch 64, and a faster schedule. Sized so
-# `python -m experiments.run` finishes in ~15 minutes on a shared 2-core CPU (README "Train").
+# `python -m experiments.run` finishes in ~15 minutes on a shared 2-core CPU (README "Presets").
 # Several seeds loop one after another (seed_loop="map"): on a CPU that beats one vmapped program.
 # Greedy evaluation on 128 fresh environments (the authors and `paper`: 256): an evaluation of 256
 # took ~10% of a training chunk here (5.4 of 53 s per agent per 1k steps on one core); 128 halves
-# that (README "Results": the cpu reproduction's time). Standard error of a success rate <= 0.044
+# that (docs/results/reproduce_cpu.md: the cpu reproduction's time). Standard error of a success rate <= 0.044
 # (<= 0.019 at 95%).
 CPU = Config(
     model=ModelConfig(hidden=32, heads=2, H_layers=1, L_layers=1, H_cycles=1, L_cycles=1, segments_per_step=2,
@@ -182,23 +182,23 @@ CPU = Config(
 # The `cpu` preset on the classic single-goal four-rooms (goal fixed in the bottom-right corner,
 # starts uniform, doors dynamic) with a faster target network: learns in minutes on this CPU
 # (greedy success ~0.8 after 6k gradient steps), where the paper's random-goal task does not
-# (README "Results"). Not the paper's task: a working baseline for trying changes on a CPU.
+# (docs/results/fixed_goal.md). Not the paper's task: a working baseline for trying changes on a CPU.
 FIXED_GOAL = Config(
     env=EnvConfig(goal_row=11, goal_col=11),
     model=CPU.model,
     train=replace(CPU.train, total_grad_steps=6_000, eval_every=500, checkpoint_every=3_000, polyak=0.9,
-                  eval_envs=256),  # 256: as its README results were measured
+                  eval_envs=256),  # 256: as its results in docs/results were measured
 )
 
 # The paper's task (four-rooms, a new random goal every episode) on a CPU: the `cpu` preset plus two
 # model options that are not the authors' (Q read at the agent's token; learned row + column
 # positions), trained 3x longer. With them the small model can represent the random-goal policy and
-# DQN learns it here (README "Results": 9 of the 10 agents of a 5-seed carry/reset sweep reached
+# DQN learns it here (docs/results/random_goal.md: 9 of the 10 agents of a 5-seed carry/reset sweep reached
 # 0.69-0.97 greedy success by 30k steps; ~30 min per agent per core of a 2-core CPU); without them
 # the `cpu` preset stays below a random policy.
 RANDOM_GOAL = Config(
     model=replace(CPU.model, q_head="agent_token_linear", pos_encoding="rope+learned2d"),
-    train=replace(CPU.train, total_grad_steps=30_000, eval_envs=256),  # 256: as its README results were measured
+    train=replace(CPU.train, total_grad_steps=30_000, eval_envs=256),  # 256: as its results in docs/results were measured
 )
 
 # Seconds on a CPU: for tests, smoke checks and trying flags.
