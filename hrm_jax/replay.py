@@ -1,6 +1,6 @@
 """Replay: a flashbax buffer on the device (uniform sampling), holding `Transition`s.
 
-Each transition keeps what the authors' learner needs (reference-facts §3): the observation and
+Each transition keeps what the authors' learner needs (docs/reference.md §3): the observation and
 next observation as uint8 tokens, action, reward, terminated, truncated, the z seed used when
 acting (`prev_z`) and the converged z after acting (`next_z`).
 
