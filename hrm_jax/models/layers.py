@@ -1,4 +1,4 @@
-"""Small Flax linen layers for the HRM core (reference-facts §2).
+"""Small Flax linen layers for the HRM core (docs/reference.md §2).
 
 Everything is batch-first, `[B, S, D]`. Parameters are float32; matmuls run in the compute dtype
 (`cfg.dtype`), while RMSNorm and softmax statistics are computed in float32.
@@ -97,7 +97,7 @@ class Linear(nn.Module):
         if columns is not None:
             kernel = kernel[:, columns[0]:columns[1]]
         # A 2-D matmul over all leading axes: XLA:CPU's gradient of a dot with several batch-like
-        # leading axes is about half as fast as that of [N, D] @ [D, F] (README "Benchmarks")
+        # leading axes is about half as fast as that of [N, D] @ [D, F] (docs/results/reproduce_cpu.md)
         y = jnp.dot(x.reshape(-1, x.shape[-1]).astype(self.dtype), kernel.astype(self.dtype))
         return y.reshape(*x.shape[:-1], kernel.shape[1])
 
