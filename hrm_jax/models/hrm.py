@@ -1,4 +1,4 @@
-"""The HRM core adapted to DQN (reference-facts §2), and the functional API the trainer uses.
+"""The HRM core adapted to DQN (docs/reference.md §2), and the functional API the trainer uses.
 
 Variables:
   params     trainable: `embed_tokens`, `puzzle_emb` (its own top-level leaf, shape [1, hidden], so
