@@ -1,6 +1,6 @@
 """The DQN trainer: `make_train(config)` -> functions that run entirely inside `jit`.
 
-One *iteration* (reference-facts §3): act with all segments (epsilon-greedy per env) -> vmapped
+One *iteration* (docs/reference.md §3): act with all segments (epsilon-greedy per env) -> vmapped
 env step (gymnax auto-reset) -> replay add -> `grad_steps_per_collect` gradient steps, organised
 as minibatches of `supervision_segments` deep-supervision steps (each a 1-step-gradient segment
 starting from the previous step's detached carry; targets from the target net run for all
