@@ -1,4 +1,4 @@
-"""Analysis of the recurrent state (reference-facts §4; paper §3.2, figures 5-7).
+"""Analysis of the recurrent state (docs/reference.md §4; paper §3.2, figures 5-7).
 
 Pure functions, jit- and vmap-safe where they touch JAX:
 
