@@ -1,4 +1,4 @@
-"""The two maps of the paper and the token codes (reference-facts §1), as static numpy data.
+"""The two maps of the paper and the token codes (docs/reference.md §1), as static numpy data.
 
 A map is given twice: as a *layout* (`|` permanent wall, `.` floor, `d` door candidate) and as
 the *template* NetHack draws with every candidate open (`-`/`|` chosen per wall cell by NetHack).
