@@ -1,6 +1,6 @@
 """MiniHack reference validator: replay our JAX episodes in MiniHack (NetHack) and compare every step.
 
-Two door modes (reference-facts §1):
+Two door modes (docs/reference.md §1):
 
 * ``static`` -- real NetHack. Our env runs with ``p_change=0`` so the doors drawn at reset stay for
   the episode; in NetHack a closed door is a ``locked`` door, an open one a doorless doorway
