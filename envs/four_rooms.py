@@ -1,4 +1,4 @@
-"""Four-rooms with dynamic doors (Sutton et al. 1999 layout; reference-facts §1).
+"""Four-rooms with dynamic doors (Sutton et al. 1999 layout; docs/reference.md §1).
 
 ```
 -------------      the 13x13 map; the observation is the 11x11 interior (121 tokens).
@@ -29,7 +29,7 @@ class FourRoomsParams:
     max_steps_in_episode: int = 80
     p_change: float = 0.05
     # reward of a move into a wall, a closed door or the border (authors: -0.01, the default);
-    # a larger penalty is an option for the agents that get stuck bumping (README, deviations).
+    # a larger penalty is an option for the agents that get stuck bumping (docs/deviations.md).
     blocked_reward: float = maze_env.BLOCKED_REWARD
     closed_doors: int = struct.field(pytree_node=False, default=1)
     door_dynamics: str = struct.field(pytree_node=False, default="joint")
