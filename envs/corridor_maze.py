@@ -1,4 +1,4 @@
-"""Dynamic random corridor maze (reference-facts §1).
+"""Dynamic random corridor maze (docs/reference.md §1).
 
 ```
 -------------      11x13 map, observed whole (143 tokens). Open cells form a 5x6 grid at odd
@@ -39,7 +39,7 @@ class CorridorMazeParams:
     max_steps_in_episode: int = 80
     p_change: float = 0.05
     # reward of a move into a wall, a closed door or the border (authors: -0.01, the default);
-    # a larger penalty is an option for the agents that get stuck bumping (README, deviations).
+    # a larger penalty is an option for the agents that get stuck bumping (docs/deviations.md).
     blocked_reward: float = maze_env.BLOCKED_REWARD
     fixed_walls: int = struct.field(pytree_node=False, default=10)
     dynamic_doors: int = struct.field(pytree_node=False, default=5)
