@@ -1,4 +1,4 @@
-"""Analysis of the recurrent state of trained runs (paper §3.2, figures 5-7; reference-facts §4).
+"""Analysis of the recurrent state of trained runs (paper §3.2, figures 5-7; docs/reference.md §4).
 
     python -m experiments.analyze runs/sweep-four_rooms-cpu/last_token runs/sweep-four_rooms-cpu/reset
     python -m experiments.analyze RUN_DIR [RUN_DIR ...] --envs 1024 --p-change 0.05 --out DIR
