@@ -1,4 +1,4 @@
-"""Carry-Z vs reset-Z sweep (paper §3.1, figures 3-4; reference-facts §3 "Seeds").
+"""Carry-Z vs reset-Z sweep (paper §3.1, figures 3-4; docs/reference.md §3 "Seeds").
 
     python -m experiments.sweep --env four_rooms --z-carry last_token reset --seeds 5
     python -m experiments.sweep --preset paper --env corridor_maze --seeds 5 --out runs/sweep-maze
@@ -502,7 +502,7 @@ def train_side_by_side(plans: dict, sweep_dir: str) -> int:
     """--parallel: one process per condition, each pinned to its own share of the cores, all at
     once (experiments.side_by_side). On this CPU two programs on one core each finish both
     conditions sooner than one after the other on both cores (the `cpu` preset: 0.089 s per
-    iteration on 2 cores vs 0.109 s on one; measured 1.6x, README "Results").
+    iteration on 2 cores vs 0.109 s on one; measured 1.6x, docs/scaling.md).
     Returns the first non-zero status."""
     from experiments import side_by_side
     from hrm_jax.cli import fail
