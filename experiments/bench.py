@@ -636,7 +636,7 @@ def run_env(args) -> dict:
 
 # ---- shared pieces of the HRM benchmarks (model, compile, train, seeds, learn) -------------------
 
-# The authors' PyTorch code on this CPU (docs: /work/shared/reference/measurements.md), 2 threads, idle machine.
+# The authors' PyTorch code on this CPU (docs/reference.md §6), 2 threads, idle machine.
 PEER = {
     "act_step_s": {"bfloat16": 15.3, "float32": 44.9},      # 256 envs, 8 segments no-grad + env step, per collection
     "act_forward_s": {"bfloat16": 15.0},                    # the model forward alone of that collection
@@ -663,7 +663,7 @@ TARGET_COMPILE_S = 60.0        # compile: the cpu preset's chunk
 
 def bench_presets() -> dict:
     """The config presets plus `s1` and `s2`: the authors' small configurations S1 and S2 of
-    measurements.md (their model, and their loop shape: one collection per 8 gradient steps of
+    docs/reference.md §6 (their model, and their loop shape: one collection per 8 gradient steps of
     one minibatch), for a like-for-like comparison with the authors' code."""
     from hrm_jax import config as C
     loop = dict(grad_steps_per_collect=8, supervision_segments=8, eval_every=8 * 125, buffer_capacity=65_536)
@@ -925,7 +925,7 @@ def run_model(args) -> dict:
                       f"{ours_u:.2f} ({paper['update']['median_cpu_s']:.2f} CPU s)", f"{4.2 / ours_u:.1f}x",
                       f"{8.8 / ours_u:.1f}x"]],
                     title="vs the authors' PyTorch code on this CPU (their figures: idle machine, "
-                          "measurements.md; ours: this run)")
+                          "docs/reference.md §6; ours: this run)")
     return {"cases": cases, "square_gemm": sq, "targets": targets, "peer": peer,
             "note": "flops_xla_as_compiled counts loop bodies (lax.map batch chunks, lax.scan over segments) once"}
 
@@ -1219,7 +1219,7 @@ def run_train(args) -> dict:
         print_table(["preset", "authors' config", "grad steps/s", "authors' bf16 (fp32)", "speed-up",
                      "transitions/s", "authors' bf16 (fp32)", "speed-up", "learning share", "authors'"],
                     peer_rows, title="vs the authors' PyTorch code end to end on this CPU (their figures: idle "
-                                     "machine, measurements.md; same model and loop; speed-up vs their faster bf16)")
+                                     "machine, docs/reference.md §6; same model and loop; speed-up vs their faster bf16)")
     elif cases:
         print("\nNo peer figure for these presets (the authors' code was measured at paper, S1, S2, S3: "
               "--presets paper,s1,s2)", flush=True)
