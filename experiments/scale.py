@@ -1,4 +1,4 @@
-"""Seed-sweep scaling on forced CPU devices (README "Scaling").
+"""Seed-sweep scaling on forced CPU devices (docs/scaling.md).
 
     python -m experiments.scale                          # 1, 2, 4, 8 devices, seeds = devices, tiny preset
     python -m experiments.scale --devices 1 8 --preset cpu --chunks 1 --json out.json
