@@ -6,7 +6,7 @@
     python -m experiments.run --resume runs/four_rooms-last_token-cpu-s0
 
 Writes a run directory: config.json, metrics.jsonl, tb/ (TensorBoard), checkpoints/ (orbax),
-summary.json and curves.png. See README "Train".
+summary.json and curves.png. See docs/usage.md.
 """
 from __future__ import annotations
 
@@ -369,7 +369,7 @@ def _train_run(cfg, out: str, resume: bool, progress: bool, nan_at: int | None, 
         try:
             step, state = ckpt.restore_latest(mngr, abstract_state(init, keys), sh.state_sharding)
         except ckpt.NoCheckpointError:
-            pass  # killed before its first checkpoint completed: start again from scratch (RELIABILITY.md)
+            pass  # killed before its first checkpoint completed: start again from scratch (docs/reliability.md)
         except ckpt.CheckpointError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 2
