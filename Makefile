@@ -21,7 +21,7 @@ run: $(STAMP)
 # its expensive module fixtures are built once. Most of the suite is XLA compilation, which is
 # single-threaded, so one process left a core idle. xdist's module order (most tests first) leaves
 # the one-test learning module for last, where it gets both cores: faster than starting it first
-# (README "Set-up"). `make test ARGS="-n 0"` runs serially.
+# (docs/testing.md). `make test ARGS="-n 0"` runs serially.
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadscope $(ARGS)
 
