@@ -9,7 +9,7 @@ by `sweep --resume --seeds N`), `experiments.analyze` runs on that pair of agent
 environments, same options) into OUT/agent-<i>/. Then OUT/summary.md and summary.json: per agent
 pair the greedy success of both agents (and of the carry agent with z reset), per paper claim its
 verdict and which of its comparisons held robustly, split by module (z_H, z_L), and per claim in
-how many pairs it is supported. One agent pair can be an accident of its seed (README "Results":
+how many pairs it is supported. One agent pair can be an accident of its seed (docs/results/random_goal.md:
 which module shows the paper's effect flipped between two agents); the tally says how often it is.
 """
 from __future__ import annotations
