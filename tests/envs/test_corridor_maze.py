@@ -1,4 +1,4 @@
-"""Corridor maze: map, fixed walls with reachability, dynamic doors, rendering (reference-facts §1)."""
+"""Corridor maze: map, fixed walls with reachability, dynamic doors, rendering (docs/reference.md §1)."""
 from collections import deque
 
 import gymnax
