@@ -1,4 +1,4 @@
-"""Four-rooms: map, movement, rewards, doors, truncation, auto-reset (reference-facts §1)."""
+"""Four-rooms: map, movement, rewards, doors, truncation, auto-reset (docs/reference.md §1)."""
 import gymnax
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,7 @@ from envs.render import ascii_view
 
 N, E, S, W = 0, 1, 2, 3
 
-# The fact sheet's MiniHack render (start (1,1), goal (11,11), doorways open), interior only.
+# The MiniHack render of docs/reference.md §1 (start (1,1), goal (11,11), doorways open), interior only.
 EXPECTED_RESET = """\
 @....|.....
 .....|.....
