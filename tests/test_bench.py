@@ -277,7 +277,7 @@ def test_parse_multi_and_all():
     spaces = bench._parse_multi(parser, ["train", "seeds"], ["--iterations", "3"])
     assert [s.iterations for s in spaces] == [3, 3]
     assert spaces[0].presets == ["cpu", "s1", "paper"] and spaces[1].presets == ["cpu"]  # each its own defaults
-    s1 = bench.bench_presets()["s1"]  # the authors' S1 (measurements.md), with their loop shape
+    s1 = bench.bench_presets()["s1"]  # the authors' S1 (docs/reference.md §6), with their loop shape
     assert (s1.model.hidden, s1.model.H_layers, s1.model.L_layers, s1.model.H_cycles, s1.model.L_cycles,
             s1.model.segments_per_step) == (64, 1, 1, 1, 2, 2)
     assert (s1.train.num_envs, s1.train.batch_size, s1.train.grad_steps_per_collect) == (64, 64, 8)
