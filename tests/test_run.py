@@ -91,7 +91,7 @@ def test_dry_run_counts_the_td_target_once_per_net():
 def test_random_goal_preset_is_cpu_plus_the_two_model_options():
     from hrm_jax.config import preset
     cpu, rg = preset("cpu"), preset("random_goal")
-    # eval_envs: 256 as its README results were measured (the cpu preset evaluates on 128)
+    # eval_envs: 256 as its results in docs/results were measured (the cpu preset evaluates on 128)
     assert set(rg.differing_fields(cpu)) == {"model.q_head", "model.pos_encoding", "train.total_grad_steps",
                                              "train.eval_envs"}
     r = cli("--preset", "random_goal", "--dry-run", timeout=300)
