@@ -1,4 +1,4 @@
-"""Reliability of the main job (issue #7; RELIABILITY.md maps every guarantee to its test here).
+"""Reliability of the main job (issue #7; docs/reliability.md maps every guarantee to its test here).
 
 Determinism across processes, crash safety under SIGKILL at several moments (before the first
 checkpoint, after the first metrics line, while orbax is writing), resume from half-written or
