@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis) for issue #7 (RELIABILITY.md).
+"""Property-based tests (hypothesis) for issue #7 (docs/reliability.md).
 
 Environments: random explicit layouts (`make_state`), door schedules (dynamics, p_change, door
 counts, keys) and action sequences, stepped with the gymnax `step` (auto-reset) and `step_env`:
