@@ -2,7 +2,7 @@
 random policy's.
 
 The paper's task (a new random goal every episode) needs far more gradient steps than a CI budget
-allows at any model size that runs on this CPU (README "Results"): the value depends on the goal
+allows at any model size that runs on this CPU (docs/results/cpu_preset_probe.md): the value depends on the goal
 *relative* to the agent, and the transformer sits on a plateau for thousands of steps before it
 relates the two tokens. The classic single-goal four-rooms (Sutton et al. 1999; `goal_row`/
 `goal_col`; doors still dynamic, starts uniform), preset `fixed_goal`, keeps everything else —
@@ -12,7 +12,7 @@ a few thousand steps.
 The model here adds the two options of the `random_goal` preset (Q read at the agent's token,
 learned row + column positions): with them the agent learns this task in 2-2.5k gradient steps
 instead of 3.5-4k (keys 0-3, below), which keeps the suite inside CI's budget. The authors' Q head
-is covered by the model tests (shapes, gradients, equivalences) and by the README's runs.
+is covered by the model tests (shapes, gradients, equivalences) and by the runs in docs/results.
 """
 import jax
 import numpy as np
