@@ -62,11 +62,38 @@ def test_probe_learns_positions(tmp_path):
 def test_probe_q_target_rows_and_bad_input(tmp_path, capsys):
     init, update, evaluate = probe.make_probe(
         config_from_args(probe.build_parser().parse_args(["--preset", "tiny"])), "q")
-    params, consts, opt = init(jax.random.key(0))
-    params, opt, loss, var, acc = update(params, consts, opt, jax.random.key(1))
+    params, consts, opt, pool = init(jax.random.key(0))
+    params, opt, pool, loss, var, acc, chance = update(params, consts, opt, pool, jax.random.key(1))
     assert np.isfinite(float(loss)) and 0.0 <= float(acc) <= 1.0 and float(var) > 0
-    assert 0.0 <= float(evaluate(params, consts, jax.random.key(2))) <= 1.0
+    assert 0.25 <= float(chance) <= 1.0   # at least one of the 4 moves is optimal in every state
+    success, random_success = evaluate(params, consts, jax.random.key(2))
+    assert 0.0 <= float(success) <= 1.0 and 0.05 < float(random_success) < 0.5  # four-rooms: ~0.2
     with pytest.raises(SystemExit) as exc:
         probe.main(["--steps", "0"])
     assert exc.value.code == 2
     assert "argument --steps: 0 must be >= 1" in capsys.readouterr().err
+
+
+def test_optimal_moves_and_their_chance():
+    env, _ = envs.make("four_rooms")
+    q = probe.q_star(env, env.make_state(start=(11, 10), goal=(11, 11)), 0.95)   # E only
+    assert probe.optimal_moves(q[None]).tolist() == [[False, True, False, False]]
+    q = probe.q_star(env, env.make_state(start=(9, 9), goal=(11, 11)), 0.95)     # S and E both shorten it
+    assert probe.optimal_moves(q[None]).tolist() == [[False, True, True, False]]
+
+
+def test_trajectory_states_leave_the_start_and_reset_states_do_not():
+    """The `<` start marker is visible only once the agent has left its start cell: the default
+    pool of walked environments shows it in most states, fresh resets never (the old probe's
+    training data)."""
+    cfg = config_from_args(probe.build_parser().parse_args(["--preset", "tiny"]))
+    from envs.maps import START
+
+    _, _, _, pool = probe.make_probe(cfg, "q", "trajectory")[0](jax.random.key(0))
+    shows_start = np.mean(np.any(np.asarray(pool[0]) == START, axis=-1))
+    assert shows_start > 0.5, shows_start
+    _, _, _, none = probe.make_probe(cfg, "q", "reset")[0](jax.random.key(0))
+    assert none is None
+    env, params = envs.make("four_rooms")
+    obs, _ = jax.vmap(env.reset, (0, None))(jax.random.split(jax.random.key(1), 64), params)
+    assert not np.any(np.asarray(obs) == START)
