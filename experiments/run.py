@@ -34,7 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved config, parameter count and FLOPs of one acting / gradient step, then exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
-    p.add_argument("--fail-on-nonfinite-at", type=int, default=None, help=argparse.SUPPRESS)  # test hook (issue 7)
     d = p.add_argument_group("multi-host (README \"Scaling\")")
     d.add_argument("--distributed", action="store_true",
                    help="join a multi-process run with jax.distributed.initialize(); process 0 writes logs and checkpoint metadata")
@@ -313,7 +312,7 @@ def quiet_dropped_interrupts(default):
     return hook
 
 
-def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | None = None) -> int:
+def train_run(cfg, out: str, resume: bool, progress: bool = True) -> int:
     """Run (or continue) training in `out`. Returns the process exit status.
     Ctrl-C during training saves a checkpoint after the current chunk (130); Ctrl-C before the
     loop (while compiling or restoring) or a second Ctrl-C ends at once, with one line (130)."""
@@ -330,7 +329,7 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
     entry_hook = sys.unraisablehook
     sys.unraisablehook = quiet_dropped_interrupts(entry_hook)
     try:
-        return _train_run(cfg, out, resume, progress, nan_at, early)
+        return _train_run(cfg, out, resume, progress, early)
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; what {out} held before is kept (`--resume {out}` continues from its last "
               "checkpoint)", file=sys.stderr)
@@ -340,7 +339,7 @@ def train_run(cfg, out: str, resume: bool, progress: bool = True, nan_at: int | 
         sys.unraisablehook = entry_hook
 
 
-def _train_run(cfg, out: str, resume: bool, progress: bool, nan_at: int | None, early: dict) -> int:
+def _train_run(cfg, out: str, resume: bool, progress: bool, early: dict) -> int:
     import jax
     import numpy as np
 
@@ -357,7 +356,7 @@ def _train_run(cfg, out: str, resume: bool, progress: bool, nan_at: int | None, 
         print(f"{PROG}: error: cannot write the run directory {out} ({exc.strerror or exc})", file=sys.stderr)
         return 2
     # jax.jit(jax.vmap(tr.init / tr.chunk)) with the seed axis (or, data-parallel, the envs) split over devices
-    tr, sh = sharding.make_sharded_train(cfg, nan_from_step=nan_at)
+    tr, sh = sharding.make_sharded_train(cfg)
     init, chunk = sh.init, sh.chunk
     keys = seed_keys(t.seed, t.seeds, t.first_agent)
     ckpt_dir = os.path.join(out, "checkpoints")
@@ -560,8 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         dry_run(cfg, out)
         return 0
-    return train_run(cfg, out, resume=bool(args.resume), progress=not args.no_progress,
-                     nan_at=args.fail_on_nonfinite_at)
+    return train_run(cfg, out, resume=bool(args.resume), progress=not args.no_progress)
 
 
 if __name__ == "__main__":

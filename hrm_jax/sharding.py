@@ -277,7 +277,7 @@ def over_seeds(fn: Callable, seed_loop: str, mesh: Mesh | None = None) -> Callab
     return jax.shard_map(loop(jax.vmap(fn)), mesh=mesh, in_specs=P(SEEDS), out_specs=P(SEEDS), check_vma=False)
 
 
-def make_sharded_train(cfg, nan_from_step: int | None = None, devices=None, quiet: bool = False):
+def make_sharded_train(cfg, devices=None, quiet: bool = False):
     """(Trainer, Sharded): the trainer for `cfg` and its init / chunk jitted over the mesh.
 
     init is always vmapped (it runs once); chunk loops over the seeds as cfg.train.seed_loop says.
@@ -290,7 +290,7 @@ def make_sharded_train(cfg, nan_from_step: int | None = None, devices=None, quie
     if note and not quiet and is_main():
         print(note, file=sys.stderr)
     dp = cfg.train.data_parallel
-    tr = make_train(cfg, nan_from_step=nan_from_step, shard_batch=batch_constraint(mesh) if dp else None)
+    tr = make_train(cfg, shard_batch=batch_constraint(mesh) if dp else None)
     vinit = over_seeds(tr.init, "vmap")
     vchunk = over_seeds(tr.chunk, cfg.train.seed_loop, mesh)
     keys_like = jax.eval_shape(lambda: seed_keys(cfg.train.seed, cfg.train.seeds, cfg.train.first_agent))

@@ -7,7 +7,7 @@ existing run directory left byte-for-byte unchanged).
 
 Cost: every real run is a subprocess of the same tiny configuration (3 chunks of 20 gradient
 steps, the one tests/test_run.py uses). They share the session's persistent XLA compilation cache
-(tests/conftest.py), so only the first run and the NaN-hook run compile; the determinism partner
+(tests/conftest.py), so only the first run compiles; the determinism partner
 (run B) compiles on its own, without the cache. Independent scenarios run two at a time (the CI
 machine has 2 cores).
 """
@@ -159,13 +159,50 @@ def _kill_while_orbax_writes(out: Path):
     return lambda: any(n.startswith("40" + TMP_SUFFIX) for n in listing(ck))
 
 
+# The CLI with training failing at gradient step 30, injected from the test side: every chunk that
+# runs past step 30 returns NaN parameters and reports 30 as its first non-finite step, as the
+# learner does when an update turns non-finite there. What is tested is the runner's NaN stop.
+NONFINITE_AT_30 = """
+import sys
+
+import jax
+import numpy as np
+
+from hrm_jax import sharding
+
+BAD = 30
+real = sharding.make_sharded_train
+
+
+def failing_at_bad(cfg, **kw):
+    tr, sh = real(cfg, **kw)
+
+    def chunk(state):
+        new, metrics = sh.chunk(state)
+        metrics = jax.device_get(metrics)
+        if int(np.max(metrics["grad_steps"])) > BAD:
+            metrics = dict(metrics, first_bad_step=np.full_like(metrics["first_bad_step"], BAD))
+            new = new.replace(params=jax.tree.map(lambda x: x * np.nan, new.params))
+        return new, metrics
+
+    return tr, sh._replace(chunk=chunk)
+
+
+sharding.make_sharded_train = failing_at_bad
+from experiments.run import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def _scenario_nan(tmp: Path, env: dict) -> dict:
     # checkpoint_every 40: step 20 is logged but not on the checkpoint cadence, so the guard must
     # checkpoint the last good state itself. Training maths equal run A's (cadence is host-side).
     out = tmp / "nan"
     args = list(CFG)
     args[args.index("--checkpoint-every") + 1] = "40"
-    first = run_cli(args + ["--out", str(out), "--fail-on-nonfinite-at", "30"], env)
+    first = subprocess.run([sys.executable, "-c", NONFINITE_AT_30, *args, "--out", str(out)], capture_output=True,
+                           text=True, timeout=900, env=env, cwd=ROOT)
     snap = dict(checkpoints=listing(out / "checkpoints"), metrics=rows(out / "metrics.jsonl"),
                 summary=json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else None)
     resume = run_cli(["--resume", str(out), "--no-progress"], env)
@@ -351,7 +388,7 @@ def test_nonfinite_stops_names_step_keeps_good_state_and_resumes(runs):
     assert snap["metrics"] == ref_rows[:1]  # only the good chunk was logged
     assert snap["summary"]["mean"]["grad_steps"] == 20 and len(snap["summary"]["params_sha256"]) == 64
     assert [n for n in snap["checkpoints"] if n.isdigit()] == ["20"]  # the last good state, checkpointed
-    res = r["resume"]  # without the hook: continues from step 20 exactly as the uninterrupted run
+    res = r["resume"]  # without the injected failure: continues from step 20 exactly as the uninterrupted run
     assert res.returncode == 0, res.stderr[-3000:]
     assert "at gradient step 20" in res.stderr
     assert_equals_uninterrupted(runs, r["out"])

@@ -131,7 +131,7 @@ def segment_td_grad(model, params, constants, tokens: jax.Array, carry, action: 
     return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
 
-def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Callable | None = None) -> Trainer:
+def make_train(cfg: Config, shard_batch: Callable | None = None) -> Trainer:
     """`shard_batch` (data-parallel mode, see hrm_jax.sharding): applied to pytrees whose leaves have a
     leading env / minibatch axis (the replay minibatch, the reset environments) to split that axis
     over devices; None = identity (the single-device program, unchanged)."""
@@ -189,8 +189,6 @@ def make_train(cfg: Config, nan_from_step: int | None = None, shard_batch: Calla
             (loss, (new_carry, q)), grads = segment_td_grad(model, params, consts, batch.obs, carry, batch.action, y,
                                                             t.loss)
             updates, opt_state = tx.update(grads, opt_state, params)
-            if nan_from_step is not None:  # test hook: NaN updates from that step on (state layout unchanged)
-                updates = jax.tree.map(lambda u: jnp.where(gs >= nan_from_step, jnp.nan, u), updates)
             params = optax.apply_updates(params, updates)
             target = optax.incremental_update(params, target, 1.0 - t.polyak)
             # the step is bad if its loss, its Q values or the parameters it produced are non-finite
