@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                                  for c, d in parts[env]["comparison"]["conditions"].items()}
         with open(os.path.join(out, env, "agents", "summary.json")) as fh:
             parts[env]["tally"] = json.load(fh)["tally"]
-    from experiments.bench import machine_info, machine_text
+    from hrm_jax.machine import machine_info, machine_text
 
     meta = dict(command=" ".join([PROG] + (argv if argv is not None else sys.argv[1:])), started=started,
                 total_s=time.time() - t_all, machine=machine_text(machine_info()).removeprefix("machine: ").replace("\n", "; "))

@@ -1,8 +1,9 @@
-"""experiments/bench.py: the shared helpers and the `env` subcommand (no timed assertions)."""
+"""experiments/bench/: the shared helpers and the `env` subcommand (no timed assertions)."""
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -10,6 +11,8 @@ import jax.numpy as jnp
 import pytest
 
 from experiments import bench
+from experiments.bench import cli, presets, registry, report, timing
+from hrm_jax import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +79,7 @@ def test_bad_flags_exit_2(flags):
 def test_time_fn_excludes_compile_and_counts_repeats():
     f = jax.jit(lambda x: jnp.sin(x) @ x)
     calls = []
-    t = bench.time_fn(f, jnp.ones((8, 8)), repeats=3, warmup=1)
+    t = timing.time_fn(f, jnp.ones((8, 8)), repeats=3, warmup=1)
     assert set(t) >= {"compile_s", "median_s", "min_s", "all_s", "median_cpu_s"}
     assert len(t["all_s"]) == 3 and t["min_s"] <= t["median_s"]
 
@@ -84,27 +87,68 @@ def test_time_fn_excludes_compile_and_counts_repeats():
         calls.append(1)
         return x + 1
 
-    t = bench.time_fn(plain, jnp.ones(3), repeats=2, warmup=2)
+    t = timing.time_fn(plain, jnp.ones(3), repeats=2, warmup=2)
     assert len(calls) == 1 + 2 + 2 and len(t["all_s"]) == 2
     with pytest.raises(ValueError):
-        bench.time_fn(plain, 1, repeats=0)
+        timing.time_fn(plain, 1, repeats=0)
+
+
+class _SlowFirstCall:
+    """Stands in for a jitted function: `.lower(...).compile()` gives a program whose first call pays
+    a one-time cost (0.5 s) and whose later calls cost next to nothing."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def lower(self, *args):
+        return self
+
+    def compile(self):
+        return self
+
+    def __call__(self, x):
+        self.calls += 1
+        if self.calls == 1:
+            time.sleep(0.5)
+        return x
+
+
+@pytest.mark.parametrize("warmup", [0, 1])
+def test_steady_state_excludes_the_first_call(warmup):
+    """The defect `bench train --presets paper` had: with no warm-up call the first call's one-time
+    cost landed in the timed calls. Now it is made apart and reported as first_call_s."""
+    f = _SlowFirstCall()
+    t = timing.time_fn(f, jnp.ones(3), repeats=3, warmup=warmup)
+    assert f.calls == 1 + warmup + 3 and t["warmup"] == warmup
+    assert t["first_call_s"] >= 0.5 and max(t["all_s"]) < 0.5 and t["median_s"] < 0.5
+
+
+def test_round_robin_makes_each_first_call_once():
+    x = jnp.ones(3)
+    fresh, called = _SlowFirstCall(), _SlowFirstCall()
+    call, info = timing.compile_fn(called, x)
+    _, info = timing.first_call(call, (x,), info)  # as `train` does with the chunk (it needs the output)
+    tt = timing.time_round_robin({"fresh": (fresh, (x,)), "called": (call, (x,), info)}, repeats=2, warmup=0)
+    assert fresh.calls == called.calls == 1 + 2
+    for name in ("fresh", "called"):
+        assert tt[name]["first_call_s"] >= 0.5 and max(tt[name]["all_s"]) < 0.5
 
 
 def test_registry_and_helpers(tmp_path):
     assert "env" in bench.SUBCOMMANDS
     with pytest.raises(ValueError):
-        bench.register("env", "again", lambda p: None, lambda a: {})
-    table = bench.format_table(["a", "bb"], [["x", 1.5], ["yyy", 22]])
+        registry.register("env", "again", lambda p: None, lambda a: {})
+    table = report.format_table(["a", "bb"], [["x", 1.5], ["yyy", 22]])
     lines = table.splitlines()
     assert lines[0].startswith("a") and set(lines[1]) <= {"-", " "} and len(lines) == 4
     # numbers right-aligned, text left-aligned, also text that starts with "-" (an XLA flag)
-    lines = bench.format_table(["flags", "x"], [["(none)", "1.000x"], ["--xla_a=true", "-0.5"], ["-", ".5"]]).splitlines()
+    lines = report.format_table(["flags", "x"], [["(none)", "1.000x"], ["--xla_a=true", "-0.5"], ["-", ".5"]]).splitlines()
     assert lines[2] == "(none)        1.000x" and lines[3] == "--xla_a=true    -0.5" and lines[4] == "-                 .5"
-    assert bench.fmt_rate(12_345_678) == "12.35M" and bench.fmt_rate(999) == "999.0"
-    info = bench.machine_info()
+    assert report.fmt_rate(12_345_678) == "12.35M" and report.fmt_rate(999) == "999.0"
+    info = machine.machine_info()
     assert info["backend"] == jax.default_backend() and info["cpu_count"] >= 1
     p = tmp_path / "sub" / "x.json"
-    bench.write_json(str(p), {"a": jnp.arange(3), "nan": float("nan")})
+    report.write_json(str(p), {"a": jnp.arange(3), "nan": float("nan")})
     assert json.loads(p.read_text()) == {"a": [0, 1, 2], "nan": None}
 
 
@@ -210,6 +254,18 @@ def test_train_fields(tiny_run):
     assert d["results"]["train"]["peer"] == [] and "Where an iteration's time goes" in text
 
 
+def test_first_calls_reported_apart(tiny_run):
+    """Every timing of the tiny run (--warmup 0) made the first call apart from the timed ones."""
+    text, d = tiny_run
+    (c,) = d["results"]["train"]["cases"]
+    for t in (c["chunk"], c["evaluate"], *(c["pieces"][p] for p in ("act", "env_step", "learn_minibatch"))):
+        assert t["first_call_s"] > 0 and t["warmup"] == 0
+    (m,) = d["results"]["model"]["cases"]
+    assert all(m[w]["first_call_s"] > 0 for w in ("act", "update", "gemm"))
+    assert all(r["first_call_s"] > 0 for r in d["results"]["seeds"]["rows"])
+    assert "first call s" in text
+
+
 def test_seeds_fields(tiny_run):
     _, d = tiny_run
     res = d["results"]["seeds"]
@@ -268,16 +324,16 @@ def test_learn_stops_at_threshold(monkeypatch, capsys, tmp_path):
 
 
 def test_parse_multi_and_all():
-    parser = bench.build_parser()
-    spaces = bench._parse_multi(parser, ["all"], ["--with-learn", "--repeats", "2", "--presets", "tiny"])
-    assert [s.subcommand for s in spaces] == [*bench.ALL_ORDER, "learn"]
+    parser = cli.build_parser()
+    spaces = cli._parse_multi(parser, ["all"], ["--with-learn", "--repeats", "2", "--presets", "tiny"])
+    assert [s.subcommand for s in spaces] == [*cli.ALL_ORDER, "learn"]
     assert all(s.repeats == 2 for s in spaces)
     assert spaces[0].subcommand == "env" and not hasattr(spaces[0], "presets")
     assert all(s.presets == ["tiny"] for s in spaces[1:])
-    spaces = bench._parse_multi(parser, ["train", "seeds"], ["--iterations", "3"])
+    spaces = cli._parse_multi(parser, ["train", "seeds"], ["--iterations", "3"])
     assert [s.iterations for s in spaces] == [3, 3]
     assert spaces[0].presets == ["cpu", "s1", "paper"] and spaces[1].presets == ["cpu"]  # each its own defaults
-    s1 = bench.bench_presets()["s1"]  # the authors' S1 (docs/reference.md §6), with their loop shape
+    s1 = presets.bench_presets()["s1"]  # the authors' S1 (measurements.md), with their loop shape
     assert (s1.model.hidden, s1.model.H_layers, s1.model.L_layers, s1.model.H_cycles, s1.model.L_cycles,
             s1.model.segments_per_step) == (64, 1, 1, 1, 2, 2)
     assert (s1.train.num_envs, s1.train.batch_size, s1.train.grad_steps_per_collect) == (64, 64, 8)
