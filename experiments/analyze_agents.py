@@ -5,206 +5,57 @@
 
 For every agent index held by both the carry-Z condition (`--carry`, default last_token) and the
 reset-Z condition of the sweep (in any of a condition's run directories, including those added
-by `sweep --resume --seeds N`), `experiments.analyze` runs on that pair of agents (same
+by `sweep --resume --seeds N`), the analysis of `experiments.analyze` runs on that pair of agents (same
 environments, same options) into OUT/agent-<i>/. Then OUT/summary.md and summary.json: per agent
 pair the greedy success of both agents (and of the carry agent with z reset), per paper claim its
 verdict and which of its comparisons held robustly, split by module (z_H, z_L), and per claim in
 how many pairs it is supported. One agent pair can be an accident of its seed (docs/results/random_goal.md:
 which module shows the paper's effect flipped between two agents); the tally says how often it is.
+The analysis is hrm_jax.analysis.agents.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-PROG = "python -m experiments.analyze_agents"
-ZS = ("z_H", "z_L")
-# short names of analyze.judge_claims' first four claims, in its order (the fifth is an observation)
-CLAIMS = ("carry Z: smaller first-to-final distance", "carry Z: a change raises the first-to-final distance",
-          "carry Z: converges faster (curve below)", "divergence: set more by carrying z than by the change")
+from hrm_jax.analysis.agents import PROG
+from hrm_jax.analysis.report import OPTIONS
 
 
 def build_parser():
-    from experiments.analyze import analysis_segments
-    from hrm_jax.cli import OneLineParser, non_negative_int, positive_int, probability, seed_int
+    from hrm_jax.cli import OneLineParser, analysis_segments, non_negative_int, positive_int, probability, seed_int
 
     p = OneLineParser(prog=PROG, description="Run experiments.analyze on every carry/reset agent pair of a sweep and "
                       "tally the paper's claims over the pairs.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory written by experiments.sweep")
     p.add_argument("--carry", default="last_token", choices=("last_token", "full"), help="the carry-Z condition")
-    p.add_argument("--envs", type=positive_int, default=1024, help="greedy episodes per agent (experiments.analyze --envs)")
-    p.add_argument("--segments", type=analysis_segments, default=None, help="segments per step in the rollouts (experiments.analyze --segments)")
-    p.add_argument("--p-change", type=probability, default=0.05, help="door-change probability (experiments.analyze --p-change)")
-    p.add_argument("--eval-seed", type=seed_int, default=12345, help="seed of the evaluation environments, the same for every pair")
-    p.add_argument("--batch", type=positive_int, default=256, help="environments per rollout program (experiments.analyze --batch)")
-    p.add_argument("--bootstrap", type=non_negative_int, default=200, help="episode-bootstrap resamples behind each verdict")
+    p.add_argument("--envs", type=positive_int, default=OPTIONS["envs"], help="greedy episodes per agent (experiments.analyze --envs)")
+    p.add_argument("--segments", type=analysis_segments, default=OPTIONS["segments"], help="segments per step in the rollouts (experiments.analyze --segments)")
+    p.add_argument("--p-change", type=probability, default=OPTIONS["p_change"], help="door-change probability (experiments.analyze --p-change)")
+    p.add_argument("--eval-seed", type=seed_int, default=OPTIONS["eval_seed"], help="seed of the evaluation environments, the same for every pair")
+    p.add_argument("--batch", type=positive_int, default=OPTIONS["batch"], help="environments per rollout program (experiments.analyze --batch)")
+    p.add_argument("--bootstrap", type=non_negative_int, default=OPTIONS["bootstrap"], help="episode-bootstrap resamples behind each verdict")
     p.add_argument("--out", default=None, help="output directory (default: SWEEP_DIR/agents, or agents-s<N> with --segments)")
     p.add_argument("--parallel", action="store_true", help="analyse the agent pairs side by side, one process per CPU "
                    "core, each pinned to its core (log OUT/analysis-<k>.log); the results are the same")
     return p
 
 
-def agents_of(sweep_dir: str, condition: str) -> dict[int, str]:
-    """{agent index: the run directory holding it} over every run directory of a sweep condition."""
-    from experiments.sweep import condition_runs
-
-    held = {}
-    for run_dir in condition_runs(sweep_dir, condition):
-        with open(os.path.join(run_dir, "config.json")) as fh:
-            t = json.load(fh)["train"]
-        for i in range(t.get("first_agent", 0), t.get("first_agent", 0) + t["seeds"]):
-            held[i] = run_dir
-    return held
-
-
-def module_marks(checks: list[dict]) -> str:
-    """'z_H yes, z_L no': per module, whether all / some / none of its comparisons held robustly."""
-    marks = []
-    for z in ZS:
-        mine = [c["robust"] for c in checks if c["what"].startswith(z)]
-        if mine:
-            marks.append(f"{z} {'yes' if all(mine) else 'partly' if any(mine) else 'no'}")
-    return ", ".join(marks)
-
-
-def verdict_word(verdict: str) -> str:
-    return "supported" if verdict == "supported" else "partly" if verdict.startswith("partly") else \
-        "cannot be tested" if verdict.startswith("cannot") else "not supported"
-
-
-def pair_summary(agent: int, analysis: dict) -> dict:
-    """The success rates and per-claim verdicts of one agent pair, from its analysis.json."""
-    success = {}
-    for e in analysis["evaluations"]:
-        key = "carry_with_z_reset" if e["z_mode_kind"] == "intervention" else e["variant"]
-        success[key] = e["summary"]["success"]
-    claims = [dict(claim=name, verdict=verdict_word(c["verdict"]), modules=module_marks(c.get("checks", [])))
-              for name, c in zip(CLAIMS, analysis["claims"])]
-    return dict(agent=agent, success=success, claims=claims)
-
-
-def tally(pairs: list[dict]) -> list[dict]:
-    """Per claim: in how many pairs it is supported / partly / not, and holds fully for z_H / z_L."""
-    out = []
-    for k, name in enumerate(CLAIMS):
-        words = [p["claims"][k]["verdict"] for p in pairs]
-        row = dict(claim=name, pairs=len(pairs), supported=words.count("supported"), partly=words.count("partly"),
-                   not_supported=words.count("not supported"))
-        for z in ZS:
-            row[f"{z}_holds"] = sum(f"{z} yes" in p["claims"][k]["modules"] for p in pairs)
-        out.append(row)
-    return out
-
-
-def tally_lines(rows: list[dict]) -> list[str]:
-    """The tally (rows of `tally`) as a markdown table."""
-    out = ["| claim | supported | partly | not supported | holds for z_H | holds for z_L |", "|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        n = r["pairs"]
-        out.append(f"| {r['claim']} | {r['supported']} of {n} | {r['partly']} of {n} | {r['not_supported']} of {n} | "
-                   f"{r['z_H_holds']} of {n} | {r['z_L_holds']} of {n} |")
-    return out
-
-
-def summary_markdown(meta: dict, pairs: list[dict], rows: list[dict]) -> str:
-    out = ["# The paper's claims over every agent pair of a sweep", "", f"Command: `{meta['command']}`", "",
-           f"Sweep `{meta['sweep_dir']}`: carry Z (`{meta['carry']}`) agent i against reset Z agent i, each pair analysed "
-           f"by `experiments.analyze` on the same {meta['envs']} environments (eval seed {meta['eval_seed']}, p_change "
-           f"{meta['p_change']}, segments {meta['segments'] or 'as trained'}); reports in `agent-<i>/`. A module's "
-           "comparisons hold robustly when they hold in >= 95% of the episode-bootstrap resamples.", "",
-           "## Tally over agent pairs", ""] + tally_lines(rows)
-    out += ["", "## Per agent pair", "",
-            "| agent | success carry / reset / carry with z reset | " + " | ".join(CLAIMS) + " |",
-            "|---:|---|" + "---|" * len(CLAIMS)]
-    for p in pairs:
-        s = p["success"]
-        cells = [f"{c['verdict']} ({c['modules']})" if c["modules"] else c["verdict"] for c in p["claims"]]
-        out.append(f"| [{p['agent']}](agent-{p['agent']}/report.md) | {s.get('carry', float('nan')):.3f} / "
-                   f"{s.get('reset', float('nan')):.3f} / {s.get('carry_with_z_reset', float('nan')):.3f} | "
-                   + " | ".join(cells) + " |")
-    return "\n".join(out) + "\n"
-
-
-def analyse_pairs(jobs: list[tuple[int, list[str]]]) -> int:
-    """experiments.analyze on each (agent, argv) in turn, in this process. The runs' checkpoints are
-    restored once and the rollout programs compiled once for all the pairs (analyze.main's cache).
-    Returns the first non-zero status."""
-    from experiments import analyze
-
-    cache: dict = {}
-    for i, argv_ in jobs:
-        print(f"== agent {i}: {argv_[0]} vs {argv_[1]} -> {argv_[argv_.index('--out') + 1]}", file=sys.stderr, flush=True)
-        status = analyze.main(argv_, cache=cache)
-        if status != 0:
-            return status
-    return 0
-
-
-def analyse_side_by_side(jobs: list[tuple[int, list[str]]], out: str) -> int:
-    """--parallel: the agent pairs dealt round-robin to one process per CPU core (at most one per
-    pair), each pinned to its core (experiments.side_by_side: as with training, programs this small
-    use a second core poorly). Each process writes OUT/analysis-<k>.log. Returns the first non-zero status."""
-    from experiments import side_by_side
-
-    cores = sorted(os.sched_getaffinity(0))
-    n = min(len(cores), len(jobs))
-    os.makedirs(out, exist_ok=True)
-    procs = []
-    for k, group in enumerate(side_by_side.core_groups(cores, n)):
-        mine = jobs[k::n]
-        log_path = os.path.join(out, f"analysis-{k}.log")
-        procs.append((side_by_side.start(analyse_pairs, (mine,), group, log_path, name=f"analysis-{k}"), log_path))
-        print(f"== agents {', '.join(str(i) for i, _ in mine)}: cores {','.join(map(str, group))}, log {log_path}",
-              file=sys.stderr, flush=True)
-    status = 0
-    for proc, log_path in procs:
-        code = side_by_side.wait(proc, f"{PROG}: interrupt: waiting for the analyses to stop")
-        if code != 0:
-            print(f"{PROG}: {proc.name} stopped with status {code} (log {log_path})", file=sys.stderr)
-        status = status or code
-    return status
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from hrm_jax.analysis.agents import analyze_agents
+    from hrm_jax.analysis.report import AnalysisError
     from hrm_jax.cli import fail
 
-    carry, reset = agents_of(args.sweep_dir, args.carry), agents_of(args.sweep_dir, "reset")
-    if not carry or not reset:
-        missing = args.carry if not carry else "reset"
-        fail(f"{args.sweep_dir}: no run of condition {missing} (a directory written by experiments.sweep with "
-             f"--z-carry {args.carry} reset)", PROG)
-    common = sorted(set(carry) & set(reset))
-    if not common:
-        fail(f"{args.sweep_dir}: the carry agents {sorted(carry)} and reset agents {sorted(reset)} share no index", PROG)
     out = args.out or os.path.join(args.sweep_dir, "agents" + (f"-s{args.segments}" if args.segments else ""))
-    forward = ["--envs", str(args.envs), "--p-change", str(args.p_change), "--eval-seed", str(args.eval_seed),
-               "--batch", str(args.batch), "--bootstrap", str(args.bootstrap)]
-    if args.segments is not None:
-        forward += ["--segments", str(args.segments)]
-    jobs = [(i, [carry[i], reset[i], "--seed-index", str(i), "--out", os.path.join(out, f"agent-{i}")] + forward)
-            for i in common]
-    status = analyse_side_by_side(jobs, out) if args.parallel and len(jobs) > 1 else analyse_pairs(jobs)
-    if status != 0:
-        return status
-    pairs = []
-    for i in common:
-        with open(os.path.join(out, f"agent-{i}", "analysis.json")) as fh:
-            pairs.append(pair_summary(i, json.load(fh)))
-    rows = tally(pairs)
-    meta = dict(command=" ".join([PROG] + (argv if argv is not None else sys.argv[1:])), sweep_dir=args.sweep_dir,
-                carry=args.carry, envs=args.envs, eval_seed=args.eval_seed, p_change=args.p_change, segments=args.segments)
-    with open(os.path.join(out, "summary.json"), "w") as fh:
-        json.dump(dict(meta=meta, tally=rows, pairs=pairs), fh, indent=2)
-    with open(os.path.join(out, "summary.md"), "w") as fh:
-        fh.write(summary_markdown(meta, pairs, rows))
-    print(f"\nwrote {out}/summary.md, summary.json")
-    for r in rows:
-        print(f"- {r['claim']}: supported in {r['supported']} of {r['pairs']} pairs, partly in {r['partly']} "
-              f"(z_H holds in {r['z_H_holds']}, z_L in {r['z_L_holds']})")
-    return 0
+    try:
+        return analyze_agents(args.sweep_dir, out, args.carry, envs=args.envs, p_change=args.p_change,
+                              eval_seed=args.eval_seed, batch=args.batch, segments=args.segments,
+                              bootstrap=args.bootstrap, parallel=args.parallel,
+                              command=" ".join([PROG] + (argv if argv is not None else sys.argv[1:])))
+    except AnalysisError as exc:
+        fail(str(exc), PROG)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def build_parser():
                    help="also say why the failed episodes failed, per seed: the fractions stuck at a wall, waiting at a "
                         "closed door, oscillating between 2 cells or wandering over their last 10 steps, and cut off "
                         "from the goal for more than half the episode; and how often a greedy move bumps into a wall, with the "
-                        "median Q margin of such a bump over the best open move (hrm_jax.failures; a traced rollout, slower)")
+                        "median Q margin of such a bump over the best open move (hrm_jax.analysis.failures; a traced rollout, slower)")
     p.add_argument("--json", default=None, help="also write the results as JSON")
     return p
 
@@ -53,9 +53,9 @@ def main(argv=None) -> int:
 
     import jax
 
-    from experiments.run import load_run
     from hrm_jax import acting
     from hrm_jax.checkpoint import CheckpointError
+    from hrm_jax.runner import load_run
 
     try:
         cfg, tr, state, step = load_run(args.run_dir)
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         rows.append(dict(seed=cfg.train.first_agent + i, **row))
         print(f"{cfg.train.first_agent + i:>4}  {row['eval_success']:>8.3f}  {row['eval_length']:>11.2f}  {row['eval_optimal']:>11.2f}")
     if args.failures:
-        from hrm_jax.failures import TAIL
+        from hrm_jax.analysis.failures import TAIL
 
         tail = min(TAIL, cfg.env.max_steps)   # a run with a shorter episode limit looks at all of it
         print_failures(rows, failure_breakdown(tr, state, rollout, key, tail), tail)
@@ -104,7 +104,7 @@ def failure_breakdown(tr, state, rollout, key, tail: int) -> dict:
     so the same starts and doors; the traced rollout runs every episode to the step limit)."""
     import jax
 
-    from hrm_jax import failures
+    from hrm_jax.analysis import failures
 
     def one(params, constants):
         ev = rollout(params, constants, key, with_trace=True)
@@ -118,7 +118,7 @@ def failure_breakdown(tr, state, rollout, key, tail: int) -> dict:
 
 def print_failures(rows: list[dict], breakdown: dict, tail: int) -> None:
     """Add each seed's breakdown to its row and print it as a table."""
-    from hrm_jax.failures import MODE_KEYS, MODES
+    from hrm_jax.analysis.failures import MODE_KEYS, MODES
 
     print(f"why the failed episodes failed (their last {tail} steps; fractions of the failed episodes):")
     print(f"{'seed':>4}  {'failed':>6}  " + "  ".join(f"{m:>{max(len(m), 6)}}" for m in MODES) + "  cut off")

@@ -35,8 +35,7 @@ SKIP = ("name", "z_carry", "seeds", "first_agent")  # set per maze and per condi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from experiments.analyze import analysis_segments
-    from hrm_jax.cli import OneLineParser, add_config_flags, positive_int
+    from hrm_jax.cli import OneLineParser, add_config_flags, analysis_segments, positive_int
 
     p = OneLineParser(prog=PROG, description="Reproduce the paper: the carry-Z vs reset-Z sweep on each maze, the "
                       "analysis of z over every agent pair, one report.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -86,7 +85,7 @@ def steps(args: argparse.Namespace, out: str) -> list[tuple[str, str, list[str]]
 
 def plan_text(plan: list[tuple[str, str, list[str]]], cfgs: dict[str, dict]) -> str:
     """The steps as the commands they run, with the gradient steps each sweep trains
-    (cfgs: {maze: {condition: Config}} from sweep.resolve)."""
+    (cfgs: {maze: {condition: Config}})."""
     import shlex
 
     lines, total = [], 0
@@ -104,7 +103,7 @@ def plan_text(plan: list[tuple[str, str, list[str]]], cfgs: dict[str, dict]) -> 
 
 def report_markdown(meta: dict, parts: dict[str, dict]) -> str:
     """report.md from each maze's comparison.json and agents/summary.json."""
-    from experiments.analyze_agents import tally_lines
+    from hrm_jax.analysis.agents import tally_lines
 
     out = ["# Reproduction: carry Z vs reset Z, and the analysis of z", "", f"Command: `{meta['command']}`", "",
            f"Machine: {meta['machine']}. Started {meta['started']}, {meta['total_s']:,.0f} s in all "
@@ -143,17 +142,60 @@ def training_seconds(run_dirs: list[str]) -> float | None:
     return total
 
 
-def main(argv: list[str] | None = None) -> int:
-    from experiments import analyze_agents, sweep
+def sweep_configs(args: argparse.Namespace, out: str) -> dict[str, dict]:
+    """{maze: {condition: Config}} of the sweeps (what `experiments.sweep` resolves from each step's
+    command line), every one checked before anything trains (one line, exit 2)."""
+    from dataclasses import replace
+
+    from hrm_jax.acting import make_env
     from hrm_jax.cli import config_from_args, fail
+    from hrm_jax.sweep import condition_configs, holds_runs
+
+    base = config_from_args(args, PROG)
+    cfgs = {}
+    for env in args.envs:
+        cfg = replace(base, env=replace(base.env, name=env), train=replace(base.train, seeds=args.seeds))
+        try:
+            make_env(cfg.env)
+            cfgs[env] = condition_configs(cfg, "model", "z_carry", ["last_token", "reset"])
+        except ValueError as exc:  # ConfigError too
+            fail(str(exc), PROG)
+        sweep_dir = os.path.join(out, env)
+        if not args.resume and holds_runs(sweep_dir, list(cfgs[env])):
+            fail(f"--out {out}: {sweep_dir} already holds runs of these conditions (use --resume to continue them, "
+                 "or another --out)", PROG)
+    return cfgs
+
+
+def run_step(args: argparse.Namespace, out: str, env: str, kind: str, argv: list[str], cfgs: dict) -> int:
+    """One step of the plan (the sweep of a maze, or the analysis of its agents); its exit status."""
+    from hrm_jax.analysis import agents
+    from hrm_jax.analysis.report import OPTIONS, AnalysisError
+    from hrm_jax.cli import fail
+    from hrm_jax.config import ConfigError
+    from hrm_jax.sweep import run_sweep
+
+    sweep_dir = os.path.join(out, env)
+    try:
+        if kind == "sweep":
+            return run_sweep(sweep_dir, cfgs, parallel=args.parallel, progress=not args.no_progress,
+                             keep_seed_loop=args.train__seed_loop is None)
+        options = dict(OPTIONS, envs=args.analysis_envs, segments=args.segments)
+        return agents.analyze_agents(sweep_dir, os.path.join(sweep_dir, "agents" + (f"-s{args.segments}" if args.segments else "")),
+                                     "last_token", parallel=args.parallel, command=" ".join([agents.PROG] + argv), **options)
+    except (ConfigError, AnalysisError) as exc:
+        fail(str(exc), PROG)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hrm_jax.cli import fail
 
     args = build_parser().parse_args(argv)
-    config_from_args(args, PROG)  # the preset and flags, checked once here (one line, exit 2)
     if len(set(args.envs)) != len(args.envs):
         fail(f"--envs {' '.join(args.envs)}: a maze is repeated", PROG)
     out = args.out or os.path.join("runs", f"reproduce-{args.preset}")
     plan = steps(args, out)
-    cfgs = {env: sweep.resolve(argv_)[1] for env, kind, argv_ in plan if kind == "sweep"}  # checked before anything trains
+    cfgs = sweep_configs(args, out)
     if args.dry_run:
         print(plan_text(plan, cfgs))
         return 0
@@ -164,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {PROG}: {env}: {kind}", file=sys.stderr, flush=True)
         t0 = time.time()
         try:
-            status = sweep.main(argv_) if kind == "sweep" else analyze_agents.main(argv_)
-        except KeyboardInterrupt:  # training saves its checkpoint itself (experiments.run.train_run)
+            status = run_step(args, out, env, kind, argv_, cfgs[env])
+        except KeyboardInterrupt:  # training saves its checkpoint itself (hrm_jax.runner.train_run)
             status = 130
         parts.setdefault(env, {})[f"{kind}_s"] = time.time() - t0
         if status != 0:

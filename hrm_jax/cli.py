@@ -72,6 +72,8 @@ positive_float = number(float, 0, lo_open=True)
 non_negative_float = number(float, 0)
 probability = number(float, 0, 1)
 seed_int = number(int, 0, 2**32, hi_open=True)  # jax.random.key takes a uint32
+# --segments of the analysis of z (experiments.analyze, analyze_agents, reproduce)
+analysis_segments = number(int, 2, why="the analysis compares z after each segment with the last")
 
 
 def flag_name(section: str, name: str) -> str:

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import envs
-from experiments import side_by_side, sweep
-from hrm_jax import analysis
+from experiments import sweep
+from hrm_jax import comparison, parallel
+from hrm_jax import sweep as sweep_lib
+from hrm_jax.analysis import convergence
 
 # four-rooms doorways: (3,6) top-left|top-right, (6,2) top-left|bottom-left,
 # (7,9) top-right|bottom-right, (10,6) bottom-left|bottom-right
@@ -18,7 +20,7 @@ ENV, _ = envs.make("four_rooms")
 
 
 def changed(before, after):
-    return bool(analysis.env_changed(ENV.blocked_grid(before), ENV.blocked_grid(after), before.agent,
+    return bool(convergence.env_changed(ENV.blocked_grid(before), ENV.blocked_grid(after), before.agent,
                                      after.agent, after.goal))
 
 
@@ -40,7 +42,7 @@ def test_door_closing_elsewhere_is_not_a_change():
 def test_path_appearing_is_a_change():
     cut = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(3, 6), (6, 2)])
     assert int(ENV.optimal_path_length(cut)) == -1
-    assert not analysis.shortest_path_cells(ENV.blocked_grid(cut), cut.agent, cut.goal).any()
+    assert not convergence.shortest_path_cells(ENV.blocked_grid(cut), cut.agent, cut.goal).any()
     opened = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(6, 2)])
     assert changed(cut, opened)
     # still cut off, another door moved: no path before or after -> unchanged
@@ -56,7 +58,7 @@ def test_agent_moving_only_is_not_a_change():
 
 def test_shortest_path_cells_is_the_union_of_all_shortest_paths():
     s = ENV.make_state(start=(1, 1), goal=(2, 3))
-    cells = np.asarray(analysis.shortest_path_cells(ENV.blocked_grid(s), s.agent, s.goal))
+    cells = np.asarray(convergence.shortest_path_cells(ENV.blocked_grid(s), s.agent, s.goal))
     expect = np.zeros_like(cells)
     expect[1:3, 1:4] = True  # every monotone path from (1,1) to (2,3) stays in this rectangle
     np.testing.assert_array_equal(cells, expect)
@@ -68,29 +70,29 @@ def test_changed_steps_and_mask_jit_over_time_and_envs():
            ENV.make_state(start=(2, 2), goal=(2, 10), agent=(2, 4), closed_doors=[(3, 6)], time=2),
            ENV.make_state(start=(2, 2), goal=(2, 10), agent=(2, 4), closed_doors=[(10, 6)], time=3)]
     states = jax.tree.map(lambda *x: jnp.stack(x)[:, None], *seq)  # [T=4, N=1]
-    ch = jax.jit(lambda s: analysis.changed_steps(ENV, s))(states)
+    ch = jax.jit(lambda s: convergence.changed_steps(ENV, s))(states)
     np.testing.assert_array_equal(np.asarray(ch[:, 0]), [False, False, True, True])
     active = jnp.array([[True], [True], [True], [False]])
-    np.testing.assert_array_equal(np.asarray(analysis.step_mask(active)[:, 0]), [False, True, True, False])
+    np.testing.assert_array_equal(np.asarray(convergence.step_mask(active)[:, 0]), [False, True, True, False])
 
 
 def test_mse_curves_on_a_synthetic_trace():
     # one step, one env, 3 segments, D=2: z after the segments = [0,0], [1,1], [3,3]
     z = jnp.array([[0.0, 0.0], [1.0, 1.0], [3.0, 3.0]])[None, :, None, :]  # [T=1, S=3, N=1, D=2]
-    out = analysis.convergence_and_divergence(dict(z_H=z, z_L=2 * z))
+    out = convergence.convergence_and_divergence(dict(z_H=z, z_L=2 * z))
     np.testing.assert_allclose(out["conv_z_H"][0, 0], [9.0, 4.0])   # MSE(z1, z3), MSE(z2, z3)
     np.testing.assert_allclose(out["div_z_H"][0, 0], [1.0, 9.0])    # MSE(z2, z1), MSE(z3, z1)
     np.testing.assert_allclose(out["conv_z_L"][0, 0], [36.0, 16.0])
     curves = np.arange(12, dtype=np.float32).reshape(2, 3, 2)        # [T=2, N=3, K=2]
     mask = np.array([[True, False, True], [False, False, True]])
-    np.testing.assert_allclose(analysis.masked_median(curves, mask), [4.0, 5.0])  # rows 0, 4, 10 -> median 4
-    assert np.isnan(analysis.masked_median(curves, np.zeros_like(mask))).all()
+    np.testing.assert_allclose(convergence.masked_median(curves, mask), [4.0, 5.0])  # rows 0, 4, 10 -> median 4
+    assert np.isnan(convergence.masked_median(curves, np.zeros_like(mask))).all()
 
 
 def test_episode_bootstrap_counts_and_weighted_medians():
     """The bootstrap behind each verdict: resample counts from a jax.random key (the same seed, the
     same resamples), and the weighted median they give."""
-    from experiments.analyze import bootstrap_counts, bootstrap_medians
+    from hrm_jax.analysis.claims import bootstrap_counts, bootstrap_medians
 
     c = bootstrap_counts(0, 300, 7)
     assert c.shape == (300, 7) and (c.sum(axis=1) == 7).all() and (c >= 0).all()
@@ -114,30 +116,30 @@ def rows_for(seed, values, step=100):
 
 def test_threshold_crossing_on_synthetic_curves():
     rows = rows_for(0, [0.5, 0.91, 0.96, 0.94, 0.995]) + rows_for(1, [0.2, 0.95, 0.3, 0.5, 0.6])
-    assert sweep.first_crossing(rows_for(0, [0.5, 0.91, 0.96]), 0.95) == dict(grad_steps=300, env_steps=3000, wall_time_s=4.5)
-    assert sweep.first_crossing(rows_for(0, [0.5, 0.91]), 0.95) is None
-    cr = sweep.crossings_by_seed(rows)
+    assert comparison.first_crossing(rows_for(0, [0.5, 0.91, 0.96]), 0.95) == dict(grad_steps=300, env_steps=3000, wall_time_s=4.5)
+    assert comparison.first_crossing(rows_for(0, [0.5, 0.91]), 0.95) is None
+    cr = comparison.crossings_by_seed(rows)
     assert cr[0]["0.90"]["grad_steps"] == 200 and cr[0]["0.95"]["grad_steps"] == 300 and cr[0]["0.99"]["grad_steps"] == 500
     assert cr[1]["0.90"]["grad_steps"] == 200 and cr[1]["0.95"]["grad_steps"] == 200 and cr[1]["0.99"] is None
-    reset = sweep.crossings_by_seed(rows_for(0, [0.1, 0.2, 0.3, 0.96]) + rows_for(1, [0.1, 0.95]) + rows_for(2, [0.0]))
-    carry = sweep.crossings_by_seed(rows + rows_for(2, [0.0]))
-    res = sweep.before_baseline(carry, reset)
+    reset = comparison.crossings_by_seed(rows_for(0, [0.1, 0.2, 0.3, 0.96]) + rows_for(1, [0.1, 0.95]) + rows_for(2, [0.0]))
+    carry = comparison.crossings_by_seed(rows + rows_for(2, [0.0]))
+    res = comparison.before_baseline(carry, reset)
     assert [p["verdict"] for p in res["per_seed"]] == ["condition first", "tie", "neither reached"]
     assert (res["condition_first"], res["ties"], res["neither"], res["pairs"]) == (1, 1, 1, 3)
-    assert sweep.before_baseline(reset, carry)["baseline_first"] == 1
+    assert comparison.before_baseline(reset, carry)["baseline_first"] == 1
     # --sustain 2: a threshold must hold at two consecutive evaluations; the first of them counts
-    held = sweep.crossings_by_seed(rows, sustain=2)
+    held = comparison.crossings_by_seed(rows, sustain=2)
     assert held[0]["0.90"]["grad_steps"] == 200 and held[0]["0.95"] is None and held[0]["0.99"] is None
     assert held[1]["0.90"] is None  # 0.95 once, then 0.3
-    assert sweep.first_crossing(rows_for(0, [0.96, 0.5, 0.97, 0.99, 0.2]), 0.95, sustain=2)["grad_steps"] == 300
-    assert sweep.first_crossing(rows_for(0, [0.5, 0.97]), 0.95, sustain=2) is None  # the last point alone
+    assert comparison.first_crossing(rows_for(0, [0.96, 0.5, 0.97, 0.99, 0.2]), 0.95, sustain=2)["grad_steps"] == 300
+    assert comparison.first_crossing(rows_for(0, [0.5, 0.97]), 0.95, sustain=2) is None  # the last point alone
 
 
 def test_mean_success_pairs_on_synthetic_curves():
-    carry = sweep.mean_success_by_seed(rows_for(0, [0.2, 0.4, 0.6]) + rows_for(1, [0.1, 0.1]) + rows_for(2, [0.5]))
-    reset = sweep.mean_success_by_seed(rows_for(0, [0.0, 0.3, 0.9]) + rows_for(1, [0.0, 0.4]) + rows_for(2, [0.5]))
+    carry = comparison.mean_success_by_seed(rows_for(0, [0.2, 0.4, 0.6]) + rows_for(1, [0.1, 0.1]) + rows_for(2, [0.5]))
+    reset = comparison.mean_success_by_seed(rows_for(0, [0.0, 0.3, 0.9]) + rows_for(1, [0.0, 0.4]) + rows_for(2, [0.5]))
     assert carry == pytest.approx({0: 0.4, 1: 0.1, 2: 0.5}) and reset == pytest.approx({0: 0.4, 1: 0.2, 2: 0.5})
-    res = sweep.above_baseline({0: 0.45, 1: 0.1, 2: 0.5}, reset)
+    res = comparison.above_baseline({0: 0.45, 1: 0.1, 2: 0.5}, reset)
     assert [p["verdict"] for p in res["per_seed"]] == ["condition higher", "baseline higher", "tie"]
     assert (res["condition_higher"], res["baseline_higher"], res["ties"], res["pairs"]) == (1, 1, 1, 3)
 
@@ -149,7 +151,7 @@ def test_compare_writes_table_and_figure(tmp_path):
         d.mkdir()
         (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (d / "config.json").write_text(json.dumps(dict(env=dict(name="four_rooms"), model=dict(z_carry=c))))
-    res = sweep.compare(str(tmp_path), ["last_token", "reset"])
+    res = comparison.compare(str(tmp_path), ["last_token", "reset"])
     assert res["baseline"] == "reset" and res["before_baseline"]["last_token"]["condition_first"] == 0
     assert res["before_baseline"]["last_token"]["ties"] == 1 and "4 of 5" in res["paper"]
     md = (tmp_path / "comparison.md").read_text()
@@ -159,7 +161,7 @@ def test_compare_writes_table_and_figure(tmp_path):
     assert "  - seed 1: Carry Z (last_token) not reached, Reset Z 100 -> Reset Z first" in md
     assert (tmp_path / "comparison.png").stat().st_size > 0
     assert json.loads((tmp_path / "comparison.json").read_text())["conditions"]["reset"]["seeds"] == 2
-    res = sweep.compare(str(tmp_path), ["last_token", "reset"], sustain=2)
+    res = comparison.compare(str(tmp_path), ["last_token", "reset"], sustain=2)
     assert res["sustain"] == 2 and res["before_baseline"]["last_token"]["per_seed"][1]["verdict"] == "baseline first"
     md = (tmp_path / "comparison.md").read_text()
     assert "## First of 2 consecutive evaluation points (`--sustain 2`) with greedy success >= 95%" in md
@@ -173,34 +175,34 @@ def test_figure_title_names_the_runs_preset_and_changes(tmp_path):
     cfg = C.override(C.override(C.FIXED_GOAL, "env", name="corridor_maze", goal_row=9), "train", seeds=5,
                      total_grad_steps=12_000)
     (tmp_path / "config.json").write_text(json.dumps(replace(cfg, model=replace(cfg.model, z_carry="reset")).to_dict()))
-    assert sweep.run_title(str(tmp_path)) == "corridor_maze (fixed_goal preset + goal_row=9, total_grad_steps=12000)"
+    assert comparison.run_title(str(tmp_path)) == "corridor_maze (fixed_goal preset + goal_row=9, total_grad_steps=12000)"
     (tmp_path / "config.json").write_text(json.dumps(C.RANDOM_GOAL.to_dict()))
-    assert sweep.run_title(str(tmp_path)) == "four_rooms (random_goal preset)"
+    assert comparison.run_title(str(tmp_path)) == "four_rooms (random_goal preset)"
     # the fifth changed field is named too (a cap of 4 used to hide eps_end here)
     five = C.override(C.override(C.override(cfg, "model", q_head="agent_token_linear", pos_encoding="rope+learned2d"),
                                  "train", eps_end=0.1), "model", z_carry="last_token")
     (tmp_path / "config.json").write_text(json.dumps(five.to_dict()))
-    assert sweep.run_title(str(tmp_path)) == (
+    assert comparison.run_title(str(tmp_path)) == (
         "corridor_maze (fixed_goal preset + goal_row=9, pos_encoding=rope+learned2d, q_head=agent_token_linear, "
         "total_grad_steps=12000, eps_end=0.1)")
     many = C.override(five, "train", lr=5e-4, gamma=0.9, batch_size=32, num_envs=16, polyak=0.95, beta2=0.99,
                       eval_envs=64, warmup_steps=100, buffer_capacity=4096)
     (tmp_path / "config.json").write_text(json.dumps(many.to_dict()))
-    title = sweep.run_title(str(tmp_path))
-    assert title.count("=") == sweep.TITLE_FIELDS and title.endswith(" and 2 more)"), title
+    title = comparison.run_title(str(tmp_path))
+    assert title.count("=") == comparison.TITLE_FIELDS and title.endswith(" and 2 more)"), title
 
 
 def test_long_figure_title_is_wrapped_not_cut():
     title = ("corridor_maze (fixed_goal preset + goal_row=9, pos_encoding=rope+learned2d, q_head=agent_token_linear, "
              "total_grad_steps=10000)")
-    lines = sweep.figure_title(title).splitlines()
+    lines = comparison.figure_title(title).splitlines()
     assert len(lines) == 2 and all(len(line) <= 110 for line in lines)
     assert " ".join(lines) == title                     # every word kept, none split
-    assert sweep.figure_title("four_rooms (random_goal preset)") == "four_rooms (random_goal preset)"
+    assert comparison.figure_title("four_rooms (random_goal preset)") == "four_rooms (random_goal preset)"
 
 
 def test_claim_tally_over_agent_pairs():
-    from experiments import analyze_agents as aa
+    from hrm_jax.analysis import agents as aa
 
     def claim(verdict, held):  # held: {what: robust}
         return dict(verdict=verdict, checks=[dict(what=w, holds=r, robust=r) for w, r in held.items()])
@@ -273,7 +275,7 @@ def test_vary_makes_one_condition_per_value_of_any_flag(tmp_path):
         (tmp_path / c).mkdir()
         (tmp_path / c / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (tmp_path / c / "config.json").write_text(json.dumps(dict(env=dict(name="four_rooms"))))
-    res = sweep.compare(str(tmp_path), ["lr=0.001", "lr=0.01"], baseline="lr=0.001")
+    res = comparison.compare(str(tmp_path), ["lr=0.001", "lr=0.01"], baseline="lr=0.001")
     assert res["baseline"] == "lr=0.001" and "paper" not in res
     assert [p["verdict"] for p in res["before_baseline"]["lr=0.01"]["per_seed"]] == ["condition first", "neither reached"]
     assert res["mean_success_above_baseline"]["lr=0.01"]["condition_higher"] == 1
@@ -299,7 +301,7 @@ def test_parallel_vary_sweep_trains_each_value_pinned_to_its_own_core(tiny_sweep
     out = tmp_path / "p"
     assert sweep.main(["--preset", "tiny", "--vary", "q-init-scale=1,0.5", "--z-carry", "last_token", "--seeds", "1",
                        "--total-grad-steps", "20", "--out", str(out), "--parallel"]) == 0
-    groups = side_by_side.core_groups(sorted(os.sched_getaffinity(0)), 2)
+    groups = parallel.core_groups(sorted(os.sched_getaffinity(0)), 2)
     for c, cores in zip(("q_init_scale=1.0", "q_init_scale=0.5"), groups):
         log = (out / f"{c}.log").read_text()
         assert f"pinned to CPU cores {','.join(map(str, cores))}\n" in log
@@ -315,7 +317,7 @@ def test_parallel_vary_sweep_trains_each_value_pinned_to_its_own_core(tiny_sweep
     assert res["baseline"] == "q_init_scale=1.0" and list(res["before_baseline"]) == ["q_init_scale=0.5"]
     printed = capsys.readouterr().out
     assert "q_init_scale=0.5 reached 95% before q_init_scale=1.0 in " in printed and "paper" not in printed
-    assert side_by_side.core_groups([0, 1, 2, 3, 4], 2) == [[0, 1, 2], [3, 4]]
+    assert parallel.core_groups([0, 1, 2, 3, 4], 2) == [[0, 1, 2], [3, 4]]
 
 
 def test_parallel_sweep_refuses_more_conditions_than_cores(tmp_path, monkeypatch, capsys):
@@ -357,7 +359,7 @@ def test_sweep_resume_with_larger_total_extends_every_condition(tiny_sweep, tmp_
         args, cfgs, _ = sweep.resolve(common + ["--total-grad-steps", "20"] + (["--seed-loop", "map"] if given else []))
         assert sweep.seed_loop_given(args) == given
         cfg = replace(cfgs["reset"], train=replace(cfgs["reset"].train, seed_loop="map"))  # e.g. a preset's loop
-        ((run_dir, planned, resume),) = sweep.plan_runs(str(out), "reset", cfg, keep_seed_loop=not given)
+        ((run_dir, planned, resume),) = sweep_lib.plan_runs(str(out), "reset", cfg, keep_seed_loop=not given)
         assert run_dir == str(out / "reset") and resume and planned.train.seed_loop == loop
     # a larger total: each condition continues from its checkpoint; its first 20 steps are unchanged.
     # The seeds may be looped another way than they were trained (the same checkpoint layout)
@@ -432,7 +434,7 @@ def test_sweep_with_more_seeds_trains_the_added_agents_in_a_new_run_directory(ti
         # numbers (one thread instead of two: float sums may be ordered differently)
         assert analyze_agents.main([str(out), "--envs", "4", "--bootstrap", "0", "--out", str(tmp_path / "par"),
                                     "--parallel"]) == 0
-        cores = side_by_side.core_groups(sorted(os.sched_getaffinity(0)), 2)
+        cores = parallel.core_groups(sorted(os.sched_getaffinity(0)), 2)
         for k in (0, 1):
             log = (tmp_path / "par" / f"analysis-{k}.log").read_text()
             assert f"pinned to CPU cores {','.join(map(str, cores[k]))}\n" in log and f"== agent {k}: " in log
@@ -475,7 +477,7 @@ def test_sweep_first_agent_trains_only_those_agents(tmp_path, capsys):
     assert sweep.main(common + ["--resume", "--first-agent", "1", "--seeds", "1"]) == 0
     assert capsys.readouterr().err.count("is finished, kept") == 2
     args, cfgs, _ = sweep.resolve(common + ["--resume", "--first-agent", "1", "--seeds", "3"])
-    plan = sweep.plan_runs(str(out), "reset", cfgs["reset"])
+    plan = sweep_lib.plan_runs(str(out), "reset", cfgs["reset"])
     assert [(d, c.train.first_agent, c.train.seeds, r) for d, c, r in plan] == [
         (str(out / "reset"), 1, 1, True), (str(out / "reset.agents-2-3"), 2, 2, False)]
 
@@ -594,12 +596,12 @@ def test_reproduce_rejects_bad_input_in_one_line(argv, message, tmp_path, capsys
 
 
 def test_reproduce_interrupted_says_how_to_go_on(tmp_path, monkeypatch, capsys):
-    from experiments import reproduce, sweep as sweep_mod
+    from experiments import reproduce
 
-    def interrupted(argv):
+    def interrupted(*args, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep_mod, "main", interrupted)
+    monkeypatch.setattr(sweep_lib, "run_sweep", interrupted)
     out = tmp_path / "r"
     assert reproduce.main(["--preset", "tiny", "--out", str(out)]) == 130
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Failure modes of greedy episodes (hrm_jax.failures) on hand-made four-rooms episodes."""
+"""Failure modes of greedy episodes (hrm_jax.analysis.failures) on hand-made four-rooms episodes."""
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -8,7 +8,7 @@ import pytest
 
 import envs
 from envs.policies import shortest_path_policy
-from hrm_jax import failures as F
+from hrm_jax.analysis import failures as F
 
 N, E, S, W = 0, 1, 2, 3
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from experiments import run as run_mod
+from hrm_jax.runlog import RunLog
 
 # orbax leaves an un-awaited coroutine behind when a restore fails on purpose (corrupted files)
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -368,7 +369,7 @@ def test_torn_metrics_line_is_dropped_on_resume(tmp_path):
     run's log drops it (and the lines after its checkpoint) instead of failing to parse."""
     good = [{"grad_steps": s, "seed": 0, "loss": 0.5} for s in (20, 40)]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in good) + '{"grad_steps": 60, "se')
-    log = run_mod.RunLog(str(tmp_path), 1, truncate_after=20)
+    log = RunLog(str(tmp_path), 1, truncate_after=20)
     log.close()
     assert log.rows == good[:1]
     assert (tmp_path / "metrics.jsonl").read_text() == json.dumps(good[0]) + "\n"

@@ -112,7 +112,7 @@ def _assert_rows_close(a, b):
 
 
 def test_seeds_on_8_devices_equal_one_device(runs):
-    from experiments import run as run_mod
+    from hrm_jax import runner
 
     root, res = runs
     for name in ("one", "eight"):
@@ -122,8 +122,8 @@ def test_seeds_on_8_devices_equal_one_device(runs):
     _assert_rows_close(one, eight)
     # parameters of every seed: equal up to float rounding (each device compiles the vmapped
     # program for 1 seed instead of 8, so XLA may order a few float operations differently)
-    _, _, s1, step1 = run_mod.load_run(str(root / "one"))
-    _, _, s8, step8 = run_mod.load_run(str(root / "eight"))
+    _, _, s1, step1 = runner.load_run(str(root / "one"))
+    _, _, s8, step8 = runner.load_run(str(root / "eight"))
     assert step1 == step8 == 4
     for a, b in zip(*(jax_leaves(s.params) for s in (s1, s8))):
         assert a.shape[0] == 8
@@ -134,15 +134,15 @@ def test_seeds_looped_on_2_devices_equal_vmapped_on_one(runs):
     """--seed-loop map with the seeds split over devices: each device loops over its 2 seeds; the
     run's metrics and parameters are those of agents 0-3 of the vmapped single-device run, up to
     float rounding (agent i's key does not depend on how many seeds run)."""
-    from experiments import run as run_mod
+    from hrm_jax import runner
 
     root, res = runs
     for name in ("one", "map2"):
         assert res[name].returncode == 0, res[name].stderr[-3000:]
     assert json.loads((root / "map2" / "config.json").read_text())["train"]["seed_loop"] == "map"
     _assert_rows_close(_rows(root / "one" / "metrics.jsonl")[:4], _rows(root / "map2" / "metrics.jsonl"))
-    _, _, s1, _ = run_mod.load_run(str(root / "one"))
-    _, _, s2, _ = run_mod.load_run(str(root / "map2"))
+    _, _, s1, _ = runner.load_run(str(root / "one"))
+    _, _, s2, _ = runner.load_run(str(root / "map2"))
     for a, b in zip(*(jax_leaves(s.params) for s in (s1, s2))):
         assert a.shape[0] == 8 and b.shape[0] == 4
         np.testing.assert_allclose(a[:4], b, rtol=1e-4, atol=1e-5)
@@ -154,7 +154,7 @@ def test_one_device_is_bit_identical_to_plain_jit(runs):
     lax.map loop over the same seeds gives the same parameters up to float rounding."""
     import jax
 
-    from experiments import run as run_mod
+    from hrm_jax import runner
     from hrm_jax import sharding
     from hrm_jax.config import Config
     from hrm_jax.algos import make_train, seed_keys
@@ -168,7 +168,7 @@ def test_one_device_is_bit_identical_to_plain_jit(runs):
     for _ in range(tr.num_chunks):
         state, _ = jax.jit(jax.vmap(tr.chunk))(state)
     summary = json.loads((root / "one" / "summary.json").read_text())
-    assert run_mod.params_digest(state) == summary["params_sha256"]
+    assert runner.params_digest(state) == summary["params_sha256"]
 
     # seed_loop="map" on one device: one lax.map (a scan over the 8 seeds) of the single-agent
     # chunk, same state layout, same results up to float rounding

@@ -1,5 +1,5 @@
-"""Processes side by side on a small CPU, one per share of the cores (experiments.sweep --parallel,
-experiments.analyze_agents --parallel).
+"""Processes side by side on a small CPU, one per share of the cores (hrm_jax.sweep and
+hrm_jax.analysis.agents: the --parallel of experiments.sweep and experiments.analyze_agents).
 
 Why: on this 2-core CPU one XLA program of the sizes here uses a second core poorly, so two
 programs pinned to one core each finish sooner than one after the other on both cores. Each child
