@@ -91,7 +91,29 @@ def summarize(cfg, rows: list[dict], param_count: int, wall: float) -> dict:
                              env_steps_per_s=round(last["env_steps"] / max(wall, 1e-9), 1), params=param_count))
     keys = [k for k in per_seed[0] if k != "seed"]
     mean = {k: round(sum(p[k] for p in per_seed) / len(per_seed), 4) for k in keys}
-    return dict(env=cfg.env.name, z_carry=cfg.model.z_carry, seeds=per_seed, mean=mean)
+    held = {s: held_threshold([r for r in rows if r["seed"] == s]) for s in seeds}
+    return dict(env=cfg.env.name, model=cfg.model.arch, z_carry=cfg.model.z_carry, seeds=per_seed, mean=mean,
+                held=dict(threshold=HELD_THRESHOLD, evaluations=HELD_EVALUATIONS,
+                          by_seed={str(s): h for s, h in held.items()}))
+
+
+# The learning target a run is judged by (issue "Agents that learn"): greedy success >= 0.95 at two
+# consecutive evaluations, so one lucky evaluation does not count.
+HELD_THRESHOLD, HELD_EVALUATIONS = 0.95, 2
+
+
+def held_threshold(rows: list[dict], threshold: float = HELD_THRESHOLD, evaluations: int = HELD_EVALUATIONS) -> dict | None:
+    """When one seed's greedy success first stayed >= threshold for `evaluations` consecutive
+    evaluations: {grad_steps, env_steps, wall_time_s} of the evaluation that completed the run of
+    them (the first moment it was known), or None."""
+    from hrm_jax.comparison import CROSS_KEYS, first_crossing  # comparison imports this module
+
+    first = first_crossing(rows, threshold, sustain=evaluations)
+    if first is None:
+        return None
+    pts = sorted(rows, key=lambda r: r["grad_steps"])
+    i = [r["grad_steps"] for r in pts].index(first["grad_steps"]) + evaluations - 1
+    return {k: pts[i][k] for k in CROSS_KEYS if k in pts[i]}
 
 
 def plot_curves(rows: list[dict], path: str, title: str) -> None:

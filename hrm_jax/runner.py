@@ -309,9 +309,17 @@ def _progress(total: int, initial: int, enabled: bool):
 
 def _print_summary(summary: dict, out: str) -> None:
     m = summary["mean"]
-    print(f"\n{summary['env']}, z {summary['z_carry']}, {len(summary['seeds'])} seed(s):")
+    net = f"z {summary['z_carry']}" if summary.get("model", "hrm") == "hrm" else f"{summary['model']} baseline"
+    print(f"\n{summary['env']}, {net}, {len(summary['seeds'])} seed(s):")
     print(f"  greedy success       {m['success']:.3f}")
     print(f"  mean episode length  {m['mean_episode_length']:.2f}  (BFS optimum {m['optimal_episode_length']:.2f})")
     print(f"  gradient steps       {m['grad_steps']:.0f}   env steps {m['env_steps']:.0f}")
     print(f"  wall time            {m['wall_time_s']:.1f} s   ({m['env_steps_per_s']:.0f} env steps/s)")
+    h = summary["held"]
+    for seed, when in h["by_seed"].items():
+        target = f"success >= {h['threshold']:.2f} at {h['evaluations']} evaluations in a row"
+        print(f"  seed {seed}: {target}: " + (
+            "not reached" if when is None else
+            f"held from {when['grad_steps']:.0f} gradient steps ({when['env_steps']:.0f} env steps, "
+            f"{when['wall_time_s']:.0f} s)"))
     print(f"  run directory        {out}")
