@@ -7,7 +7,6 @@ import importlib
 import pytest
 
 from experiments import bench
-from hrm_jax import cli
 
 COMMANDS = ["run", "sweep", "analyze", "analyze_agents", "reproduce", "evaluate", "parity", "play", "probe",
             "scale", "bench"]
@@ -48,36 +47,6 @@ def test_every_flag_has_help(name):
                     if not isinstance(a, argparse._HelpAction) and a.help != argparse.SUPPRESS and not a.help]
     assert not undocumented
 
-
-@pytest.mark.parametrize("parse, text, expected", [
-    (cli.positive_int, "3", 3),
-    (cli.positive_int, "0", "0 must be >= 1"),
-    (cli.positive_int, "2.5", "'2.5' is not an integer"),
-    (cli.non_negative_int, "0", 0),
-    (cli.non_negative_int, "-1", "-1 must be >= 0"),
-    (cli.positive_float, "1e-9", 1e-9),
-    (cli.positive_float, "0", "0 must be > 0"),
-    (cli.positive_float, "inf", "'inf' is not a finite number"),
-    (cli.positive_float, "nan", "'nan' is not a finite number"),
-    (cli.non_negative_float, "0", 0.0),
-    (cli.probability, "1", 1.0),
-    (cli.probability, "1.5", "1.5 must be in [0, 1]"),
-    (cli.probability, "-0.1", "-0.1 must be in [0, 1]"),
-    (cli.probability, "x", "'x' is not a number"),
-    (cli.seed_int, str(2**32 - 1), 2**32 - 1),
-    (cli.seed_int, str(2**32), "4294967296 must be in [0, 2**32)"),
-    (cli.number(int, 0, 10, lo_open=True), "0", "0 must be in (0, 10]"),
-    (cli.number(float, hi=1, hi_open=True), "1", "1 must be < 1"),
-    (cli.number(int, 2, why="two at least"), "1", "1 must be >= 2 (two at least)"),
-])
-def test_number_types(parse, text, expected):
-    if isinstance(expected, str):
-        with pytest.raises(argparse.ArgumentTypeError) as exc:
-            parse(text)
-        assert str(exc.value) == expected
-    else:
-        value = parse(text)
-        assert value == expected and type(value) is type(expected)
 
 
 @pytest.mark.parametrize("name, argv, message", [

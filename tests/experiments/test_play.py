@@ -16,7 +16,7 @@ import pytest
 import envs
 from envs import bfs, policies
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N, E, S, W = 0, 1, 2, 3
 
 

@@ -1,233 +1,14 @@
-"""Issue #6: environment-change detection, MSE curves, sweep threshold crossings, and a tiny
-sweep + analyze end to end."""
+"""The commands built on a sweep (experiments.sweep, analyze, analyze_agents, reproduce), end to
+end on one tiny sweep: bad input, --vary, --parallel, --resume (extend, add agents), the analysis
+of z and the reproduction report (issue #6)."""
 import json
 import os
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
-import envs
 from experiments import sweep
 from hrm_jax import comparison, parallel
 from hrm_jax import sweep as sweep_lib
-from hrm_jax.analysis import convergence
-
-# four-rooms doorways: (3,6) top-left|top-right, (6,2) top-left|bottom-left,
-# (7,9) top-right|bottom-right, (10,6) bottom-left|bottom-right
-ENV, _ = envs.make("four_rooms")
-
-
-def changed(before, after):
-    return bool(convergence.env_changed(ENV.blocked_grid(before), ENV.blocked_grid(after), before.agent,
-                                     after.agent, after.goal))
-
-
-def test_door_closing_on_the_shortest_path_is_a_change():
-    a = ENV.make_state(start=(2, 2), goal=(2, 10))
-    b = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(3, 6)])
-    assert changed(a, b)
-    # the door opening again is NOT a change by this definition (the authors'): the opened cell was
-    # not on the previous (detour) path, and a path existed before
-    assert not changed(b, a)
-
-
-def test_door_closing_elsewhere_is_not_a_change():
-    a = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(7, 9)])
-    b = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(10, 6)])
-    assert not changed(a, b)
-
-
-def test_path_appearing_is_a_change():
-    cut = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(3, 6), (6, 2)])
-    assert int(ENV.optimal_path_length(cut)) == -1
-    assert not convergence.shortest_path_cells(ENV.blocked_grid(cut), cut.agent, cut.goal).any()
-    opened = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(6, 2)])
-    assert changed(cut, opened)
-    # still cut off, another door moved: no path before or after -> unchanged
-    still = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(3, 6), (6, 2), (10, 6)])
-    assert not changed(cut, still)
-
-
-def test_agent_moving_only_is_not_a_change():
-    a = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(10, 6)])
-    b = ENV.make_state(start=(2, 2), goal=(2, 10), closed_doors=[(10, 6)], agent=(2, 3), time=1)
-    assert not changed(a, b)
-
-
-def test_shortest_path_cells_is_the_union_of_all_shortest_paths():
-    s = ENV.make_state(start=(1, 1), goal=(2, 3))
-    cells = np.asarray(convergence.shortest_path_cells(ENV.blocked_grid(s), s.agent, s.goal))
-    expect = np.zeros_like(cells)
-    expect[1:3, 1:4] = True  # every monotone path from (1,1) to (2,3) stays in this rectangle
-    np.testing.assert_array_equal(cells, expect)
-
-
-def test_changed_steps_and_mask_jit_over_time_and_envs():
-    seq = [ENV.make_state(start=(2, 2), goal=(2, 10)),
-           ENV.make_state(start=(2, 2), goal=(2, 10), agent=(2, 3), time=1),
-           ENV.make_state(start=(2, 2), goal=(2, 10), agent=(2, 4), closed_doors=[(3, 6)], time=2),
-           ENV.make_state(start=(2, 2), goal=(2, 10), agent=(2, 4), closed_doors=[(10, 6)], time=3)]
-    states = jax.tree.map(lambda *x: jnp.stack(x)[:, None], *seq)  # [T=4, N=1]
-    ch = jax.jit(lambda s: convergence.changed_steps(ENV, s))(states)
-    np.testing.assert_array_equal(np.asarray(ch[:, 0]), [False, False, True, True])
-    active = jnp.array([[True], [True], [True], [False]])
-    np.testing.assert_array_equal(np.asarray(convergence.step_mask(active)[:, 0]), [False, True, True, False])
-
-
-def test_mse_curves_on_a_synthetic_trace():
-    # one step, one env, 3 segments, D=2: z after the segments = [0,0], [1,1], [3,3]
-    z = jnp.array([[0.0, 0.0], [1.0, 1.0], [3.0, 3.0]])[None, :, None, :]  # [T=1, S=3, N=1, D=2]
-    out = convergence.convergence_and_divergence(dict(z_H=z, z_L=2 * z))
-    np.testing.assert_allclose(out["conv_z_H"][0, 0], [9.0, 4.0])   # MSE(z1, z3), MSE(z2, z3)
-    np.testing.assert_allclose(out["div_z_H"][0, 0], [1.0, 9.0])    # MSE(z2, z1), MSE(z3, z1)
-    np.testing.assert_allclose(out["conv_z_L"][0, 0], [36.0, 16.0])
-    curves = np.arange(12, dtype=np.float32).reshape(2, 3, 2)        # [T=2, N=3, K=2]
-    mask = np.array([[True, False, True], [False, False, True]])
-    np.testing.assert_allclose(convergence.masked_median(curves, mask), [4.0, 5.0])  # rows 0, 4, 10 -> median 4
-    assert np.isnan(convergence.masked_median(curves, np.zeros_like(mask))).all()
-
-
-def test_episode_bootstrap_counts_and_weighted_medians():
-    """The bootstrap behind each verdict: resample counts from a jax.random key (the same seed, the
-    same resamples), and the weighted median they give."""
-    from hrm_jax.analysis.claims import bootstrap_counts, bootstrap_medians
-
-    c = bootstrap_counts(0, 300, 7)
-    assert c.shape == (300, 7) and (c.sum(axis=1) == 7).all() and (c >= 0).all()
-    np.testing.assert_array_equal(c, bootstrap_counts(0, 300, 7))
-    assert not np.array_equal(c, bootstrap_counts(1, 300, 7))
-    assert abs(c.mean() - 1.0) < 1e-9 and 0.6 < c.var() < 1.1  # multinomial(7, 1/7): variance 6/7 per cell
-    assert bootstrap_counts(0, 0, 7).shape == (0, 7) and bootstrap_counts(0, 5, 0).shape == (5, 0)
-    # samples of episodes 0, 0, 1, 2 (values 1, 2, 10, 20; K = 1)
-    values, episodes = np.array([[1.0], [2.0], [10.0], [20.0]]), np.array([0, 0, 1, 2])
-    counts = np.array([[1, 1, 1],    # every episode once: lower median of 1, 2, 10, 20 -> 2
-                       [0, 3, 0],    # only episode 1 -> 10
-                       [2, 0, 1],    # weights 2, 2, 0, 1 over 1, 2, 10, 20: cumulative 2, 4 of 5 -> 2
-                       [0, 1, 3]])   # weights 0, 0, 1, 3 -> 20
-    np.testing.assert_array_equal(bootstrap_medians(values, episodes, counts)[:, 0], [2.0, 10.0, 2.0, 20.0])
-
-
-def rows_for(seed, values, step=100):
-    return [dict(seed=seed, grad_steps=step * (i + 1), env_steps=1000 * (i + 1), wall_time_s=1.5 * (i + 1),
-                 eval_success=v, eval_length=10.0, eval_optimal=8.0) for i, v in enumerate(values)]
-
-
-def test_threshold_crossing_on_synthetic_curves():
-    rows = rows_for(0, [0.5, 0.91, 0.96, 0.94, 0.995]) + rows_for(1, [0.2, 0.95, 0.3, 0.5, 0.6])
-    assert comparison.first_crossing(rows_for(0, [0.5, 0.91, 0.96]), 0.95) == dict(grad_steps=300, env_steps=3000, wall_time_s=4.5)
-    assert comparison.first_crossing(rows_for(0, [0.5, 0.91]), 0.95) is None
-    cr = comparison.crossings_by_seed(rows)
-    assert cr[0]["0.90"]["grad_steps"] == 200 and cr[0]["0.95"]["grad_steps"] == 300 and cr[0]["0.99"]["grad_steps"] == 500
-    assert cr[1]["0.90"]["grad_steps"] == 200 and cr[1]["0.95"]["grad_steps"] == 200 and cr[1]["0.99"] is None
-    reset = comparison.crossings_by_seed(rows_for(0, [0.1, 0.2, 0.3, 0.96]) + rows_for(1, [0.1, 0.95]) + rows_for(2, [0.0]))
-    carry = comparison.crossings_by_seed(rows + rows_for(2, [0.0]))
-    res = comparison.before_baseline(carry, reset)
-    assert [p["verdict"] for p in res["per_seed"]] == ["condition first", "tie", "neither reached"]
-    assert (res["condition_first"], res["ties"], res["neither"], res["pairs"]) == (1, 1, 1, 3)
-    assert comparison.before_baseline(reset, carry)["baseline_first"] == 1
-    # --sustain 2: a threshold must hold at two consecutive evaluations; the first of them counts
-    held = comparison.crossings_by_seed(rows, sustain=2)
-    assert held[0]["0.90"]["grad_steps"] == 200 and held[0]["0.95"] is None and held[0]["0.99"] is None
-    assert held[1]["0.90"] is None  # 0.95 once, then 0.3
-    assert comparison.first_crossing(rows_for(0, [0.96, 0.5, 0.97, 0.99, 0.2]), 0.95, sustain=2)["grad_steps"] == 300
-    assert comparison.first_crossing(rows_for(0, [0.5, 0.97]), 0.95, sustain=2) is None  # the last point alone
-
-
-def test_mean_success_pairs_on_synthetic_curves():
-    carry = comparison.mean_success_by_seed(rows_for(0, [0.2, 0.4, 0.6]) + rows_for(1, [0.1, 0.1]) + rows_for(2, [0.5]))
-    reset = comparison.mean_success_by_seed(rows_for(0, [0.0, 0.3, 0.9]) + rows_for(1, [0.0, 0.4]) + rows_for(2, [0.5]))
-    assert carry == pytest.approx({0: 0.4, 1: 0.1, 2: 0.5}) and reset == pytest.approx({0: 0.4, 1: 0.2, 2: 0.5})
-    res = comparison.above_baseline({0: 0.45, 1: 0.1, 2: 0.5}, reset)
-    assert [p["verdict"] for p in res["per_seed"]] == ["condition higher", "baseline higher", "tie"]
-    assert (res["condition_higher"], res["baseline_higher"], res["ties"], res["pairs"]) == (1, 1, 1, 3)
-
-
-def test_compare_writes_table_and_figure(tmp_path):
-    for c, rows in (("last_token", rows_for(0, [0.5, 0.96]) + rows_for(1, [0.5, 0.7])),
-                    ("reset", rows_for(0, [0.5, 0.97]) + rows_for(1, [0.96, 0.99]))):
-        d = tmp_path / c
-        d.mkdir()
-        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        (d / "config.json").write_text(json.dumps(dict(env=dict(name="four_rooms"), model=dict(z_carry=c))))
-    res = comparison.compare(str(tmp_path), ["last_token", "reset"])
-    assert res["baseline"] == "reset" and res["before_baseline"]["last_token"]["condition_first"] == 0
-    assert res["before_baseline"]["last_token"]["ties"] == 1 and "4 of 5" in res["paper"]
-    md = (tmp_path / "comparison.md").read_text()
-    assert md.startswith("# Carry Z (last_token) vs Reset Z: four_rooms")
-    assert "not reached" in md and "| Carry Z (last_token) | 0 | 200 | 2,000 | 3.0 |" in md
-    assert "| Carry Z (last_token) | 0.730, 0.600 | 0.665 |" in md and "in **0 of 2** seed pairs" in md
-    assert "  - seed 1: Carry Z (last_token) not reached, Reset Z 100 -> Reset Z first" in md
-    assert (tmp_path / "comparison.png").stat().st_size > 0
-    assert json.loads((tmp_path / "comparison.json").read_text())["conditions"]["reset"]["seeds"] == 2
-    res = comparison.compare(str(tmp_path), ["last_token", "reset"], sustain=2)
-    assert res["sustain"] == 2 and res["before_baseline"]["last_token"]["per_seed"][1]["verdict"] == "baseline first"
-    md = (tmp_path / "comparison.md").read_text()
-    assert "## First of 2 consecutive evaluation points (`--sustain 2`) with greedy success >= 95%" in md
-
-
-def test_figure_title_names_the_runs_preset_and_changes(tmp_path):
-    from dataclasses import replace
-
-    from hrm_jax import config as C
-
-    cfg = C.override(C.override(C.FIXED_GOAL, "env", name="corridor_maze", goal_row=9), "train", seeds=5,
-                     total_grad_steps=12_000)
-    (tmp_path / "config.json").write_text(json.dumps(replace(cfg, model=replace(cfg.model, z_carry="reset")).to_dict()))
-    assert comparison.run_title(str(tmp_path)) == "corridor_maze (fixed_goal preset + goal_row=9, total_grad_steps=12000)"
-    (tmp_path / "config.json").write_text(json.dumps(C.RANDOM_GOAL.to_dict()))
-    assert comparison.run_title(str(tmp_path)) == "four_rooms (random_goal preset)"
-    # the fifth changed field is named too (a cap of 4 used to hide eps_end here)
-    five = C.override(C.override(C.override(cfg, "model", q_head="agent_token_linear", pos_encoding="rope+learned2d"),
-                                 "train", eps_end=0.1), "model", z_carry="last_token")
-    (tmp_path / "config.json").write_text(json.dumps(five.to_dict()))
-    assert comparison.run_title(str(tmp_path)) == (
-        "corridor_maze (fixed_goal preset + goal_row=9, pos_encoding=rope+learned2d, q_head=agent_token_linear, "
-        "total_grad_steps=12000, eps_end=0.1)")
-    many = C.override(five, "train", lr=5e-4, gamma=0.9, batch_size=32, num_envs=16, polyak=0.95, beta2=0.99,
-                      eval_envs=64, warmup_steps=100, buffer_capacity=4096)
-    (tmp_path / "config.json").write_text(json.dumps(many.to_dict()))
-    title = comparison.run_title(str(tmp_path))
-    assert title.count("=") == comparison.TITLE_FIELDS and title.endswith(" and 2 more)"), title
-
-
-def test_long_figure_title_is_wrapped_not_cut():
-    title = ("corridor_maze (fixed_goal preset + goal_row=9, pos_encoding=rope+learned2d, q_head=agent_token_linear, "
-             "total_grad_steps=10000)")
-    lines = comparison.figure_title(title).splitlines()
-    assert len(lines) == 2 and all(len(line) <= 110 for line in lines)
-    assert " ".join(lines) == title                     # every word kept, none split
-    assert comparison.figure_title("four_rooms (random_goal preset)") == "four_rooms (random_goal preset)"
-
-
-def test_claim_tally_over_agent_pairs():
-    from hrm_jax.analysis import agents as aa
-
-    def claim(verdict, held):  # held: {what: robust}
-        return dict(verdict=verdict, checks=[dict(what=w, holds=r, robust=r) for w, r in held.items()])
-
-    both = {"z_H changed": True, "z_H unchanged": True, "z_L changed": True, "z_L unchanged": True}
-    only_h = {"z_H changed": True, "z_H unchanged": True, "z_L changed": False, "z_L unchanged": False}
-    some_l = {"z_H": False, "z_L": True}
-    assert aa.module_marks(claim("x", only_h)["checks"]) == "z_H yes, z_L no"
-    assert aa.module_marks([dict(what="z_L changed", robust=True), dict(what="z_L unchanged", robust=False)]) == "z_L partly"
-    ev = [dict(variant="carry", z_mode_kind="as trained", summary=dict(success=0.9)),
-          dict(variant="carry", z_mode_kind="intervention", summary=dict(success=0.8)),
-          dict(variant="reset", z_mode_kind="as trained", summary=dict(success=0.7))]
-    p0 = aa.pair_summary(0, dict(evaluations=ev, claims=[claim("supported", both), claim("partly supported (1 of 2 comparisons)", some_l),
-                                                         claim("not supported", {"z_H": False}), claim("supported", both)]))
-    p1 = aa.pair_summary(1, dict(evaluations=ev, claims=[claim("partly supported (2 of 4 comparisons)", only_h),
-                                                         claim("supported", {"z_H": True, "z_L": True}),
-                                                         claim("cannot be tested", {}), claim("supported", both)]))
-    assert p0["success"] == dict(carry=0.9, carry_with_z_reset=0.8, reset=0.7)
-    rows = aa.tally([p0, p1])
-    assert [(r["supported"], r["partly"], r["not_supported"], r["z_H_holds"], r["z_L_holds"]) for r in rows] == \
-        [(1, 1, 0, 2, 1), (1, 1, 0, 1, 2), (0, 0, 1, 0, 0), (2, 0, 0, 2, 2)]
-    md = aa.summary_markdown(dict(command="c", sweep_dir="s", carry="last_token", envs=4, eval_seed=1, p_change=0.05,
-                                  segments=None), [p0, p1], rows)
-    assert "| carry Z: smaller first-to-final distance | 1 of 2 | 1 of 2 | 0 of 2 | 2 of 2 | 1 of 2 |" in md
-    assert "partly (z_H yes, z_L no)" in md
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -252,7 +33,7 @@ def test_sweep_rejects_bad_input_in_one_line(argv, message, capsys):
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_vary_makes_one_condition_per_value_of_any_flag(tmp_path):
+def test_vary_makes_one_condition_per_value_of_any_flag(tmp_path, metric_rows):
     from dataclasses import replace
 
     from hrm_jax import config as C
@@ -270,8 +51,8 @@ def test_vary_makes_one_condition_per_value_of_any_flag(tmp_path):
     assert {c.model.z_carry for c in cfgs.values()} == {C.TINY.model.z_carry}  # the preset's, not both
     assert {c.env.name for c in cfgs.values()} == {"corridor_maze"}
     # the comparison pairs every value with the first one
-    for c, rows in (("lr=0.001", rows_for(0, [0.5, 0.96]) + rows_for(1, [0.5, 0.7])),
-                    ("lr=0.01", rows_for(0, [0.96, 0.97]) + rows_for(1, [0.2, 0.4]))):
+    for c, rows in (("lr=0.001", metric_rows(0, [0.5, 0.96]) + metric_rows(1, [0.5, 0.7])),
+                    ("lr=0.01", metric_rows(0, [0.96, 0.97]) + metric_rows(1, [0.2, 0.4]))):
         (tmp_path / c).mkdir()
         (tmp_path / c / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (tmp_path / c / "config.json").write_text(json.dumps(dict(env=dict(name="four_rooms"))))

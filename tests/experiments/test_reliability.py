@@ -6,7 +6,7 @@ corrupted checkpoints, non-finite training, and bad input (one line on stderr, e
 existing run directory left byte-for-byte unchanged).
 
 Cost: every real run is a subprocess of the same tiny configuration (3 chunks of 20 gradient
-steps, the one tests/test_run.py uses). They share the session's persistent XLA compilation cache
+steps, the one tests/experiments/test_run.py uses). They share the session's persistent XLA compilation cache
 (tests/conftest.py), so only the first run compiles; the determinism partner
 (run B) compiles on its own, without the cache. Independent scenarios run two at a time (the CI
 machine has 2 cores).
@@ -31,7 +31,7 @@ from hrm_jax.runlog import RunLog
 # orbax leaves an un-awaited coroutine behind when a restore fails on purpose (corrupted files)
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROG = "python -m experiments.run"
 CFG = ["--preset", "tiny", "--no-progress", "--total-grad-steps", "60", "--eval-every", "20",
        "--checkpoint-every", "20", "--keep-checkpoints", "2"]

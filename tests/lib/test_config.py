@@ -1,0 +1,30 @@
+"""Configs (hrm_jax.config): presets round-trip through config.json's dict, validation refuses bad
+values in one line, and `closest_preset` names what a config changed."""
+import pytest
+
+from hrm_jax import config as C
+
+
+@pytest.mark.parametrize("name", list(C.PRESETS))
+def test_every_preset_is_valid_and_round_trips_through_a_dict(name):
+    cfg = C.validate(C.preset(name))
+    assert C.Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_unknown_preset_names_the_presets():
+    with pytest.raises(C.ConfigError, match="preset 'huge' does not exist; choose one of: paper, cpu"):
+        C.preset("huge")
+
+
+def test_validate_refuses_half_a_goal_in_one_line():
+    cfg = C.override(C.TINY, "env", goal_row=3)
+    with pytest.raises(C.ConfigError) as exc:
+        C.validate(cfg)
+    assert "give both (a fixed goal cell) or neither" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_closest_preset_names_the_changed_fields():
+    cfg = C.override(C.TINY, "train", lr=0.005)
+    assert C.closest_preset(cfg) == ("tiny", ["lr=0.005"])
+    assert C.closest_preset(cfg, ignore=("train.lr",)) == ("tiny", [])
+    assert cfg.differing_fields(C.TINY) == ["train.lr"]
