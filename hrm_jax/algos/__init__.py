@@ -2,6 +2,8 @@
 sharing the models, envs, acting, the run driver, checkpoints and the analysis:
 
   dqn.py  the authors' learner: replay, target network, deep supervision (TrainConfig.algo "dqn")
+  pqn.py  on-policy Q(lambda) over short rollouts of many envs, no replay or target network, the same
+          deep supervision (Gallici et al. 2024; "pqn"; not HRM-Agent's)
 """
 from __future__ import annotations
 
@@ -16,4 +18,7 @@ def make_train(cfg: Config, **kw) -> Trainer:
     if cfg.train.algo == "dqn":
         from hrm_jax.algos import dqn
         return dqn.make_train(cfg, **kw)
-    raise ConfigError(f"algo={cfg.train.algo!r} is not allowed; choose one of: dqn")
+    if cfg.train.algo == "pqn":
+        from hrm_jax.algos import pqn
+        return pqn.make_train(cfg, **kw)
+    raise ConfigError(f"algo={cfg.train.algo!r} is not allowed; choose one of: dqn, pqn")
