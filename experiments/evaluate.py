@@ -69,7 +69,7 @@ def main(argv=None) -> int:
                                     n, m.segments_per_step, m.z_carry, cfg.env.max_steps, with_trace=with_trace)
 
     key = jax.random.key(args.seed)
-    results = jax.jit(jax.vmap(lambda p, c: acting.summarize_eval(rollout(p, c, key))))(state.params, state.constants)
+    results = jax.jit(jax.vmap(lambda p, c: acting.summarize_eval(rollout(p, c, key))))(acting.policy_params(state, cfg.train.eval_net), state.constants)
     results = jax.device_get(results)
     rows = []
     print(f"{args.run_dir}: gradient step {step}, {cfg.env.name}, z {m.z_carry}, p_change {float(env_params.p_change)}, "
@@ -104,6 +104,7 @@ def failure_breakdown(tr, state, rollout, key, tail: int) -> dict:
     so the same starts and doors; the traced rollout runs every episode to the step limit)."""
     import jax
 
+    from hrm_jax import acting
     from hrm_jax.analysis import failures
 
     def one(params, constants):
@@ -113,7 +114,7 @@ def failure_breakdown(tr, state, rollout, key, tail: int) -> dict:
         bumps = failures.bump_margins(tr.env, rec["state"], rec["action"], rec["q"], rec["active"])
         return {**out, **failures.summarize_bumps(bumps, rec["active"])}
 
-    return jax.device_get(jax.jit(jax.vmap(one))(state.params, state.constants))
+    return jax.device_get(jax.jit(jax.vmap(one))(acting.policy_params(state, tr.config.train.eval_net), state.constants))
 
 
 def print_failures(rows: list[dict], breakdown: dict, tail: int) -> None:
@@ -147,7 +148,7 @@ def evaluate_in_minihack(cfg, tr, state, env_params, episodes: int, seed: int) -
     from hrm_jax import acting
 
     env, m = tr.env, cfg.model
-    variables = {"params": jax.tree.map(lambda x: x[0], state.params),
+    variables = {"params": jax.tree.map(lambda x: x[0], acting.policy_params(state, cfg.train.eval_net)),
                  "constants": jax.tree.map(lambda x: x[0], state.constants)}
     act = jax.jit(lambda obs, z: acting.act(tr.model, variables, obs[None], z, m.segments_per_step))
     z0 = acting.initial_z(tr.model, variables, 1, tr.obs_len)
@@ -192,8 +193,9 @@ def write_episode_gif(args, tr, state, rollout, key) -> None:
     import numpy as np
 
     from envs.render import rgb_array, write_gif
+    from hrm_jax import acting
 
-    p0 = jax.tree.map(lambda x: x[0], state.params)
+    p0 = jax.tree.map(lambda x: x[0], acting.policy_params(state, tr.config.train.eval_net))
     c0 = jax.tree.map(lambda x: x[0], state.constants)
     n = args.gif_episodes
     out = jax.jit(lambda: rollout(p0, c0, key, with_trace=True, n=n))()

@@ -31,6 +31,12 @@ def make_env(cfg: EnvConfig):
     return envs.make(cfg.name, **kw)
 
 
+def policy_params(state, eval_net: str):
+    """The parameters greedy evaluation acts with (TrainConfig.eval_net): the online network, or
+    DQN's Polyak-averaged target network."""
+    return state.target_params if eval_net == "target" else state.params
+
+
 def initial_z(model, variables, batch: int, obs_len: int) -> StoredZ:
     """The stored z an episode starts from (H_init / L_init)."""
     return to_stored(model, seed_carry(model, variables, None, batch, obs_len))

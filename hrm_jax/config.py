@@ -115,6 +115,9 @@ class TrainConfig:
     eps_end: float = _f(0.15, "final epsilon (the published runs used 0.33)")
     eps_decay_steps: int = _f(300_000, "gradient steps over which epsilon decays linearly")
     eval_envs: int = _f(256, "fresh environments per greedy evaluation")
+    eval_net: str = _f("online", "the network greedy evaluation acts with (and experiments.evaluate / analyze): online "
+                       "(authors') or target (dqn only: the Polyak-averaged target network, an average of the recent "
+                       "online weights that changes less between evaluations; not HRM-Agent's)", ("online", "target"))
     eval_every: int = _f(10_000, "gradient steps between greedy evaluations (also the logging / chunk size)")
     checkpoint_every: int = _f(50_000, "gradient steps between checkpoints (rounded to a multiple of eval_every)")
     keep_checkpoints: int = _f(3, "checkpoints kept")
@@ -259,6 +262,8 @@ def validate(cfg: Config) -> Config:
                f"pqn_rollout_steps={t.pqn_rollout_steps} must be <= max_steps={e.max_steps} (at most one truncation per env per rollout)")
     for name in ("learning_starts", "warmup_steps", "seed", "first_agent"):
         _check(getattr(t, name) >= 0, f"{name}={getattr(t, name)} must be >= 0")
+    _check(t.eval_net == "online" or t.algo == "dqn",
+           f"eval_net={t.eval_net!r} needs a target network; algo={t.algo!r} has none (use eval_net=online)")
     _check(t.grad_steps_per_collect % t.supervision_segments == 0,
            f"grad_steps_per_collect={t.grad_steps_per_collect} must be a multiple of supervision_segments="
            f"{t.supervision_segments} (each minibatch gets all its deep-supervision steps)")

@@ -213,7 +213,7 @@ def make_train(cfg: Config, shard_batch: Callable | None = None) -> Trainer:
         return state, {**stats, **lstats, "epsilon": eps}
 
     def evaluate(state: TrainState, key) -> dict:
-        ev = acting.greedy_rollout(model, variables(state.params, state.constants), env, env_params, key,
+        ev = acting.greedy_rollout(model, variables(acting.policy_params(state, t.eval_net), state.constants), env, env_params, key,
                                   t.eval_envs, m.segments_per_step, m.z_carry, e.max_steps)
         return acting.summarize_eval(ev)
 

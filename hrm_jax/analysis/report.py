@@ -152,6 +152,7 @@ def analyze_runs(run_dirs: list[str], out: str, *, envs: int, p_change: float, s
 
     import jax
 
+    from hrm_jax import acting
     from hrm_jax.checkpoint import CheckpointError
     from hrm_jax.runner import load_run
 
@@ -184,7 +185,7 @@ def analyze_runs(run_dirs: list[str], out: str, *, envs: int, p_change: float, s
             raise AnalysisError(f"{d}: segments_per_step={cfg.model.segments_per_step}; the analysis needs at least 2 "
                                 "segments (give --segments)")
         env_names.add(cfg.env.name)
-        params = jax.tree.map(lambda x: x[agent_index - first], state.params)
+        params = jax.tree.map(lambda x: x[agent_index - first], acting.policy_params(state, cfg.train.eval_net))
         constants = jax.tree.map(lambda x: x[agent_index - first], state.constants)
         env_params = tr.env_params.replace(p_change=p_change)
         carry = cfg.model.z_carry != "reset"

@@ -228,3 +228,21 @@ def test_n_step_replay_keeps_each_env_in_time_order_and_trains():
     state, metrics = jax.jit(tr.chunk)(state)
     assert int(metrics["grad_steps"]) == 20 and np.isfinite(float(metrics["loss"]))
 
+
+
+def test_eval_net_target_evaluates_the_target_network(prefilled):
+    """--eval-net target: greedy evaluation acts with the Polyak-averaged target network, i.e. it
+    equals evaluating a state whose online network is that target network."""
+    cfg, tr, state = prefilled
+    state = state.replace(target_params=jax.tree.map(lambda x: x * 0.5 + 0.1, state.params))
+    on_target = make_train(C.validate(C.override(cfg, "train", eval_net="target")))
+    key = jax.random.key(7)
+    got = jax.jit(on_target.evaluate)(state, key)
+    want = jax.jit(tr.evaluate)(state.replace(params=state.target_params), key)
+    online = jax.jit(tr.evaluate)(state, key)
+    assert {k: float(v) for k, v in got.items()} == {k: float(v) for k, v in want.items()}
+    assert float(got["eval_return"]) != float(online["eval_return"])  # the two networks act differently
+    assert acting.policy_params(state, "target") is state.target_params
+    assert acting.policy_params(state, "online") is state.params
+    with pytest.raises(C.ConfigError, match="eval_net='target' needs a target network"):
+        C.validate(C.override(C.override(cfg, "train", eval_net="target"), "train", algo="pqn"))
