@@ -288,20 +288,20 @@ def test_seeds_fields(tiny_run):
 def test_learn_fields(tiny_run):
     text, d = tiny_run
     (r,) = d["results"]["learn"]["runs"]
-    assert r["preset"] == "tiny" and r["threshold"] == 0.95 and r["compile_s"] > 0
+    assert r["preset"] == "tiny" and r["threshold"] == 0.95 and r["sustain"] == 2 and r["compile_s"] > 0
+    assert (r["model"], r["algo"], r["agent"]) == ("hrm", "dqn", 0)
     assert len(r["curve"]) >= 1 and r["curve"][0]["grad_steps"] == r["eval_every"]
     assert r["best_success"] == max(p["eval_success"] for p in r["curve"])
-    if r["reached"]:
-        assert r["curve"][-1]["eval_success"] >= 0.95 and r["grad_steps"] == r["curve"][-1]["grad_steps"]
+    assert set(r["success_at"]) == {"15", "60"}
+    if r["held"] is not None:
+        assert all(p["eval_success"] >= 0.95 for p in r["curve"][-2:]) and r["held"]["grad_steps"] == r["curve"][-1]["grad_steps"]
     else:
-        assert r["grad_steps"] is None and "not reached" in text
+        assert "success >= 0.95 at 2 evaluations in a row" in text
 
 
-def test_learn_stops_at_threshold(monkeypatch, capsys, tmp_path):
-    """The learn loop with a fake trainer whose success rises 0.2 per chunk: stops at the first chunk >= threshold."""
+def _fake_trainer(successes):
+    """make_train stand-in whose chunk k (1-based) reports greedy success successes[k-1]."""
     import types
-
-    import hrm_jax.algos.dqn as T
 
     def fake_make_train(cfg):
         def init(key):
@@ -310,17 +310,39 @@ def test_learn_stops_at_threshold(monkeypatch, capsys, tmp_path):
         def chunk(s):
             g = s["g"] + cfg.train.eval_every
             k = g // cfg.train.eval_every
-            return {"g": g}, dict(grad_steps=g, env_steps=g * 3, eval_success=0.2 * k, eval_length=jnp.float32(5),
-                                  eval_optimal=jnp.float32(4), loss=jnp.float32(0.1), epsilon=jnp.float32(0.5))
+            return {"g": g}, dict(grad_steps=g, env_steps=g * 3, eval_success=jnp.asarray(successes)[k - 1],
+                                  eval_length=jnp.float32(5), eval_optimal=jnp.float32(4), loss=jnp.float32(0.1),
+                                  epsilon=jnp.float32(0.5))
         return types.SimpleNamespace(init=init, chunk=chunk)
+    return fake_make_train
 
-    monkeypatch.setattr(T, "make_train", fake_make_train)
+
+def test_learn_stops_once_the_threshold_is_held(monkeypatch, capsys, tmp_path):
+    """A fake trainer whose success goes 0.2, 0.6, 0.4, 0.6, 0.8, ...: 0.6 once does not count; the
+    run stops at the second of two evaluations in a row >= 0.5 (chunk 5), per seed."""
+    import hrm_jax.algos.dqn as T
+
+    monkeypatch.setattr(T, "make_train", _fake_trainer([0.2, 0.6, 0.4, 0.6, 0.8, 0.9, 0.9, 0.9]))
     out_path = tmp_path / "learn.json"
-    assert bench.main(["learn", "--presets", "tiny", "--threshold", "0.5", "--eval-every", "10",
-                       "--json", str(out_path)]) == 0
-    (r,) = json.loads(out_path.read_text())["results"]["runs"]
-    assert r["reached"] and r["grad_steps"] == 30 and r["env_steps"] == 90 and len(r["curve"]) == 3
-    assert r["eval_every"] == 10 and "reached 60.0% >= 50%" in capsys.readouterr().out
+    assert bench.main(["learn", "--presets", "tiny", "--threshold", "0.5", "--eval-every", "10", "--seeds", "2",
+                       "--models", "hrm,mlp", "--json", str(out_path)]) == 0
+    runs = json.loads(out_path.read_text())["results"]["runs"]
+    assert [(r["model"], r["agent"]) for r in runs] == [("hrm", 0), ("hrm", 1), ("mlp", 0), ("mlp", 1)]
+    for r in runs:
+        assert r["held"]["grad_steps"] == 50 and r["held"]["env_steps"] == 150 and len(r["curve"]) == 5
+        assert r["success_at"] == {"15": None, "60": None}  # stopped (held) within seconds
+        assert r["eval_every"] == 10
+    assert "success >= 0.50 at 2 evaluations in a row" in capsys.readouterr().out
+
+
+def test_learn_success_at_fixed_wall_times():
+    from experiments.bench.learn import success_at
+
+    curve = [dict(wall_time_s=60.0 * m, eval_success=v) for m, v in ((5, 0.1), (10, 0.5), (14, 0.7), (20, 0.9))]
+    assert success_at(curve, 15, 60, None) == 0.7     # the last evaluation before 15 min
+    assert success_at(curve, 60, 20, None) is None    # 60 min is past --max-minutes
+    assert success_at(curve, 60, 60, {"grad_steps": 1}) is None  # stopped early, held: not measured
+    assert success_at(curve, 2, 60, None) == 0.0      # nothing evaluated yet
 
 
 def test_parse_multi_and_all():
@@ -341,7 +363,8 @@ def test_parse_multi_and_all():
 
 @pytest.mark.parametrize("flags", [["model", "--presets", "nope"], ["train", "seeds", "--bogus", "1"],
                                    ["model", "train", "--with-learn"], ["seeds", "--seed-counts", "0"], ["seeds", "--seed-loops", "pmap"],
-                                   ["learn", "--max-minutes", "0"], ["learn", "--threshold", "2", "--presets", "tiny"]])
+                                   ["learn", "--max-minutes", "0"], ["learn", "--threshold", "2", "--presets", "tiny"],
+                                   ["learn", "--models", "rnn"], ["learn", "--at-minutes", "0"]])
 def test_bad_bench_flags_exit_2(flags):
     out = subprocess.run([sys.executable, "-m", "experiments.bench", *flags], cwd=ROOT, env=_env(),
                          capture_output=True, text=True, timeout=300)
