@@ -156,6 +156,12 @@ def test_chunk_metrics_are_dqns():
     assert sorted(d) == sorted(p)
     for k in d:
         assert d[k].shape == p[k].shape == () and d[k].dtype == p[k].dtype, k
+    # several seeds: the run driver vmaps init and chunk over the keys
+    tr = make_train(pqn_cfg)
+    keys = jax.random.split(jax.random.key(0), 2)
+    states = jax.eval_shape(jax.vmap(tr.init), keys)
+    assert states.obs.shape == (2, pqn_cfg.train.num_envs, tr.obs_len)
+    assert jax.eval_shape(jax.vmap(tr.chunk), states)[1]["eval_success"].shape == (2,)
 
 
 # -- the gradient steps ----------------------------------------------------------------------------
