@@ -41,7 +41,7 @@ import envs
 from envs import bfs
 from envs.maps import (ACTION_DELTAS, ACTION_NAMES, AGENT, DOOR_MAZE, FLOOR, GOAL, OFF_MAP, WALL_H, WALL_V,
                        MazeMap)
-from envs.maze_env import EnvState, MazeEnv
+from envs.gridworld import EnvState, MazeEnv
 from envs.render import ascii_view, side_by_side
 
 MODES = ("static", "dynamic")

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from envs import bfs
-from envs.maze_env import EnvState, MazeEnv
+from envs.gridworld import EnvState, MazeEnv
 
 N_ACTIONS = 4
 

@@ -7,7 +7,7 @@ import pytest
 from gymnax.environments import environment
 
 import envs
-from envs import corridor_maze, maze_env
+from envs.kernels import room_graph, threefry
 
 N = 256
 
@@ -96,16 +96,16 @@ def test_vmapped_step_variants():
 def test_split2_and_random_bits_equal_jax_random(make_key):
     for seed in (0, 1, 12345):
         key = make_key(seed)
-        k0, k1 = maze_env.split2(key)
+        k0, k1 = threefry.split2(key)
         ref = jax.random.split(key)
         data = lambda k: np.asarray(jax.random.key_data(k) if jax.dtypes.issubdtype(k.dtype, jax.dtypes.prng_key) else k)
         np.testing.assert_array_equal(data(k0), data(ref[0]))
         np.testing.assert_array_equal(data(k1), data(ref[1]))
         for n in (1, 2, 4, 7):
-            np.testing.assert_array_equal(np.asarray(maze_env.random_bits(key, n)),
+            np.testing.assert_array_equal(np.asarray(threefry.random_bits(key, n)),
                                           np.asarray(jax.random.bits(key, (n,), jnp.uint32)))
     keys = jax.vmap(make_key)(jnp.arange(1000))
-    np.testing.assert_array_equal(np.asarray(jax.vmap(lambda k: maze_env.random_bits(k, 4))(keys)),
+    np.testing.assert_array_equal(np.asarray(jax.vmap(lambda k: threefry.random_bits(k, 4))(keys)),
                                   np.asarray(jax.vmap(lambda k: jax.random.bits(k, (4,), jnp.uint32))(keys)))
 
 
@@ -113,11 +113,11 @@ def test_rooms_connected_matches_layer_flood():
     """The corridor-at-a-time flood decides exactly as a one-room-per-layer flood (29 layers)."""
     rng = np.random.default_rng(0)
     n = 20000
-    open_c = rng.random((n, corridor_maze.N_CAND)) < rng.uniform(0.3, 1.0, (n, 1))
+    open_c = rng.random((n, room_graph.N_CAND)) < rng.uniform(0.3, 1.0, (n, 1))
     src = (1 << rng.integers(0, 30, n)).astype(np.uint32)
     dst = (1 << rng.integers(0, 30, n)).astype(np.uint32)
-    got = np.asarray(jax.jit(jax.vmap(corridor_maze.rooms_connected))(jnp.asarray(open_c), src, dst))
-    bit, is_h = corridor_maze._CAND_BIT, corridor_maze._CAND_IS_H
+    got = np.asarray(jax.jit(jax.vmap(room_graph.rooms_connected))(jnp.asarray(open_c), src, dst))
+    bit, is_h = room_graph._CAND_BIT, room_graph._CAND_IS_H
     east = np.bitwise_or.reduce(np.where(open_c & is_h, bit, 0).astype(np.uint32), axis=1)
     south = np.bitwise_or.reduce(np.where(open_c & ~is_h, bit, 0).astype(np.uint32), axis=1)
     r = src.copy()
