@@ -88,7 +88,7 @@ def make_probe(cfg, target: str, states: str = "trajectory"):
 
     from envs.policies import random_policy, run_episodes
     from hrm_jax import acting
-    from hrm_jax.algos.dqn import make_optimizer
+    from hrm_jax.algos.common import make_optimizer
     from hrm_jax.models import init_variables, make_model, seed_carry, segment
 
     m, t = cfg.model, cfg.train

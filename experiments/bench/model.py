@@ -16,7 +16,7 @@ from experiments.bench.registry import subcommand
 from experiments.bench.report import fmt_gflop, fmt_load1, pass_miss, print_table
 from experiments.bench.timing import compile_fn, time_call, time_fn
 from hrm_jax import acting
-from hrm_jax.algos.dqn import make_optimizer, segment_td_grad
+from hrm_jax.algos.common import make_optimizer, segment_td_grad
 from hrm_jax.cli import non_negative_int, positive_int
 from hrm_jax.config import validate
 from hrm_jax.models.flops import act_flops, grad_step_flops, reads_out

@@ -7,7 +7,7 @@ sharing the models, envs, acting, the run driver, checkpoints and the analysis:
 """
 from __future__ import annotations
 
-from hrm_jax.algos.dqn import Trainer, seed_keys
+from hrm_jax.algos.common import Trainer, seed_keys
 from hrm_jax.config import Config, ConfigError
 
 __all__ = ["make_train", "seed_keys", "Trainer"]

@@ -42,9 +42,10 @@ import optax
 from flax import struct
 
 from hrm_jax import acting
-from hrm_jax.algos.dqn import Trainer, epsilon_schedule, make_optimizer, td_loss
+from hrm_jax.algos.common import (Trainer, act_and_step, deep_supervision, epsilon_schedule, make_chunk, make_evaluate,
+                                  make_optimizer, param_count, segment_td_loss)
 from hrm_jax.config import Config
-from hrm_jax.models import StoredZ, count_params, init_variables, make_model, run_segments, seed_carry, segment
+from hrm_jax.models import StoredZ, init_variables, make_model, run_segments, seed_carry
 
 
 class TrainState(struct.PyTreeNode):
@@ -116,29 +117,15 @@ def lambda_returns(reward, terminated, truncated, v_next, gamma: float, lam: flo
 def make_parts(cfg: Config, model, env, env_params, obs_len: int, tx: optax.GradientTransformation,
                shard_batch: Callable | None = None) -> Parts:
     m, t = cfg.model, cfg.train
-    N, T, S = t.num_envs, t.pqn_rollout_steps, t.supervision_segments
+    N, T = t.num_envs, t.pqn_rollout_steps
     shard = shard_batch if shard_batch is not None else (lambda tree: tree)
-
-    def variables(params, constants):
-        return {"params": params, "constants": constants}
 
     def env_step(state: TrainState, eps):
         """One vectorised env step acted with all segments (as DQN's collection, without replay)."""
-        key, k_act, k_env = jax.random.split(state.key, 3)
-        vars_ = variables(state.params, state.constants)
-        q, z_next, _ = acting.act(model, vars_, state.obs, state.z, m.segments_per_step)
-        action = acting.epsilon_greedy(k_act, q, eps)
-        obs2, env_state2, reward, term, trunc, info = jax.vmap(env.step, (0, 0, 0, None))(
-            jax.random.split(k_env, N), state.env_state, action, env_params)
-        done = term | trunc
-        z0 = acting.initial_z(model, vars_, N, obs_len)
-        z_seed = z0 if m.z_carry == "reset" else acting.select_where(done, z0, z_next)
-        ret = state.ep_return + reward
-        step = Steps(obs=state.obs, action=action, reward=reward, terminated=term, truncated=trunc,
-                     prev_z=state.z, v=jnp.max(q, -1), next_obs=info["final_observation"], next_z=z_next)
-        stats = dict(finished=jnp.sum(done), finished_return=jnp.sum(jnp.where(done, ret, 0.0)))
-        state = state.replace(key=key, env_state=env_state2, obs=obs2, z=z_seed,
-                              ep_return=jnp.where(done, 0.0, ret), env_steps=state.env_steps + N)
+        state, step, stats = act_and_step(cfg, model, env, env_params, state, eps)
+        step = Steps(obs=step["obs"], action=step["action"], reward=step["reward"], terminated=step["terminated"],
+                     truncated=step["truncated"], prev_z=step["prev_z"], v=jnp.max(step["q"], -1),
+                     next_obs=step["next_obs"], next_z=step["next_z"])
         return state, (step, stats)
 
     def rollout(state: TrainState, eps):
@@ -163,31 +150,12 @@ def make_parts(cfg: Config, model, env, env_params, obs_len: int, tx: optax.Grad
                               t.gamma, t.pqn_lambda)
 
     def loss(params, constants, batch: Batch, carry):
-        new_carry, q = segment(model, variables(params, constants), batch.obs, carry)
-        q_sa = jnp.take_along_axis(q, batch.action[:, None], -1)[:, 0]
-        return td_loss(q_sa, batch.target, t.loss), (new_carry, q)
+        return segment_td_loss(model, params, constants, batch.obs, carry, batch.action, batch.target, t.loss)
 
     def minibatch(state: TrainState, batch: Batch):
         """supervision_segments gradient steps on one minibatch (DQN's deep supervision, no target net)."""
         batch = shard(batch)
-        consts = state.constants
-        carry0 = seed_carry(model, variables(state.params, consts), batch.prev_z, batch.obs.shape[0], obs_len)
-
-        def sup_step(c, _):
-            params, opt_state, carry, gs = c
-            (l, (new_carry, q)), grads = jax.value_and_grad(loss, has_aux=True)(params, consts, batch, carry)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            # the step is bad if its loss, its Q values or the parameters it produced are non-finite
-            finite = (jnp.isfinite(l) & jnp.all(jnp.isfinite(q))
-                      & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])))
-            return (params, opt_state, new_carry, gs + 1), (l, jnp.mean(q), finite, gs)
-
-        c0 = (state.params, state.opt_state, carry0, state.grad_step)
-        (params, opt_state, _, gs), (l, q_mean, finite, steps) = jax.lax.scan(sup_step, c0, None, length=S)
-        bad = jnp.min(jnp.where(finite, jnp.iinfo(jnp.int32).max, steps))
-        state = state.replace(params=params, opt_state=opt_state, grad_step=gs)
-        return state, dict(loss=jnp.mean(l), q_mean=jnp.mean(q_mean), first_bad_step=bad)
+        return deep_supervision(cfg, model, tx, state, batch.obs, batch.action, batch.prev_z, batch.target)
 
     return Parts(rollout=rollout, bootstrap=bootstrap, targets=targets, minibatch=minibatch, loss=loss)
 
@@ -229,10 +197,7 @@ def make_train(cfg: Config, shard_batch: Callable | None = None) -> Trainer:
         return state, {**stats, "loss": jnp.mean(lstats["loss"]), "q_mean": jnp.mean(lstats["q_mean"]),
                        "first_bad_step": jnp.min(lstats["first_bad_step"]), "epsilon": eps}
 
-    def evaluate(state: TrainState, key) -> dict:
-        ev = acting.greedy_rollout(model, {"params": state.params, "constants": state.constants}, env, env_params,
-                                  key, t.eval_envs, m.segments_per_step, m.z_carry, e.max_steps)
-        return acting.summarize_eval(ev)
+    evaluate = make_evaluate(cfg, model, env, env_params)
 
     def init(key) -> TrainState:
         k_model, k_env, k_state, k_eval = jax.random.split(key, 4)
@@ -244,24 +209,8 @@ def make_train(cfg: Config, shard_batch: Callable | None = None) -> Trainer:
             ep_return=jnp.zeros((N,), jnp.float32), key=k_state, eval_key=k_eval,
             grad_step=jnp.int32(0), env_steps=jnp.int32(0))
 
-    def chunk(state: TrainState):
-        state, stats = jax.lax.scan(iteration, state, None, length=iters_per_chunk)
-        ev = evaluate(state, jax.random.fold_in(state.eval_key, state.grad_step))
-        finished = jnp.sum(stats["finished"])
-        metrics = dict(
-            grad_steps=state.grad_step, env_steps=state.env_steps,
-            loss=jnp.mean(stats["loss"]), q_mean=jnp.mean(stats["q_mean"]), epsilon=stats["epsilon"][-1],
-            train_return=jnp.sum(stats["finished_return"]) / jnp.maximum(finished, 1), train_episodes=finished,
-            first_bad_step=jnp.min(stats["first_bad_step"]), **ev)
-        return state, metrics
-
-    def train(key):
-        state = init(key)
-        return jax.lax.scan(lambda s, _: chunk(s), state, None, length=num_chunks)
-
-    shapes = jax.eval_shape(lambda k: init_variables(model, k, obs_len), jax.random.key(0))
-    n_params = count_params(shapes["params"], exclude=("puzzle_emb",))
+    chunk, train = make_chunk(iteration, evaluate, init, iters_per_chunk, num_chunks)
     return Trainer(config=cfg, model=model, env=env, env_params=env_params, obs_len=obs_len,
                    iters_per_chunk=iters_per_chunk, prefill_iters=0, num_chunks=num_chunks,
-                   init=init, chunk=chunk, evaluate=evaluate, train=train, param_count=n_params,
+                   init=init, chunk=chunk, evaluate=evaluate, train=train, param_count=param_count(model, obs_len),
                    replay=None)

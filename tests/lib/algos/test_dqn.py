@@ -8,7 +8,8 @@ import pytest
 
 from hrm_jax import acting, config as C
 from hrm_jax.models.hrm import StoredZ, run_segments, seed_carry
-from hrm_jax.algos.dqn import dqn_targets, epsilon_schedule, make_train, seed_keys
+from hrm_jax.algos.common import epsilon_schedule, seed_keys
+from hrm_jax.algos.dqn import dqn_targets, make_train
 
 
 def tiny(**train):

@@ -1,6 +1,5 @@
 """The PQN learner (hrm_jax.algos.pqn): Q(lambda) targets, the rollout and its bootstrap values, the
 deep-supervision gradient steps, checkpoints through the run driver, and that it learns."""
-import dataclasses
 import json
 import os
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 
 from hrm_jax import acting, config as C
 from hrm_jax.algos import make_train, pqn
-from hrm_jax.algos.dqn import make_optimizer
+from hrm_jax.algos.common import make_optimizer
 from hrm_jax.models import run_segments, seed_carry
 
 
