@@ -133,18 +133,26 @@ def dry_run(cfg, out: str) -> None:
     print(f"trainable parameters: {tr.param_count:,}{puzzle}")
     if cfg.model.arch != "hrm":
         print(f"FLOP counts: HRM only (this run's Q-network is the {cfg.model.arch} baseline)")
-        print(f"iterations: {tr.prefill_iters} prefill + {tr.num_chunks} chunks x {tr.iters_per_chunk}")
+        print(f"iterations: {tr.prefill_iters} prefill + {tr.num_chunks} chunks x {tr.iters_per_chunk} ({iteration_text(t)})")
         return
     act = flops.act_flops(cfg.model, S, t.num_envs)
-    grad = flops.grad_step_flops(cfg.model, S, t.batch_size)
+    grad = flops.grad_step_flops(cfg.model, S, t.minibatch_rows)
     print(f"FLOPs of one acting step ({t.num_envs} envs x {cfg.model.segments_per_step} segments): {act:.3e}")
-    print(f"FLOPs of one gradient step (batch {t.batch_size}, 1-step gradient): {grad:.3e}")
-    nets = "target + online net, double DQN" if t.double_dqn else "target net"
-    target = (2 if t.double_dqn else 1) * flops.act_flops(cfg.model, S, t.batch_size, keep="none")
-    print(f"FLOPs of one minibatch's TD target ({nets} on s', {cfg.model.segments_per_step} segments; "
-          f"one per {t.supervision_segments} gradient steps): {target:.3e}")
-    print(f"iterations: {tr.prefill_iters} prefill + {tr.num_chunks} chunks x {tr.iters_per_chunk} "
-          f"(1 collection of {t.num_envs} envs + {t.grad_steps_per_collect} gradient steps each)")
+    print(f"FLOPs of one gradient step (minibatch {t.minibatch_rows}, 1-step gradient): {grad:.3e}")
+    if t.algo == "dqn":
+        nets = "target + online net, double DQN" if t.double_dqn else "target net"
+        target = (2 if t.double_dqn else 1) * flops.act_flops(cfg.model, S, t.batch_size, keep="none")
+        print(f"FLOPs of one minibatch's TD target ({nets} on s', {cfg.model.segments_per_step} segments; "
+              f"one per {t.supervision_segments} gradient steps): {target:.3e}")
+    print(f"iterations: {tr.prefill_iters} prefill + {tr.num_chunks} chunks x {tr.iters_per_chunk} ({iteration_text(t)})")
+
+
+def iteration_text(t) -> str:
+    """What one iteration of the learner does."""
+    if t.algo == "pqn":
+        return (f"1 rollout of {t.pqn_rollout_steps} steps x {t.num_envs} envs + {t.pqn_epochs} epochs x "
+                f"{t.pqn_minibatches} minibatches x {t.supervision_segments} gradient steps each")
+    return f"1 collection of {t.num_envs} envs + {t.grad_steps_per_collect} gradient steps each"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,6 +143,14 @@ class TrainConfig:
     data_parallel: bool = _f(False, "one agent on many devices: environments and each minibatch are split over all devices, "
                              "gradients averaged by the compiler (default: seeds are split over devices instead)")
 
+    @property
+    def minibatch_rows(self) -> int:
+        """Rows of one gradient step's minibatch: batch_size (dqn), or a rollout's num_envs x
+        pqn_rollout_steps transitions split into pqn_minibatches (pqn)."""
+        if self.algo == "pqn":
+            return self.num_envs * self.pqn_rollout_steps // self.pqn_minibatches
+        return self.batch_size
+
 
 @dataclass(frozen=True)
 class Config:

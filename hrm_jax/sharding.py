@@ -107,8 +107,8 @@ def make_mesh(cfg, devices=None) -> tuple[Mesh, str | None]:
     everything = list(jax.devices() if devices is None else devices)
     n_proc = len(_devices_by_process(everything))
     if t.data_parallel:
-        fits = lambda m: t.num_envs % m == 0 and t.batch_size % m == 0
-        what = f"num_envs={t.num_envs} or batch_size={t.batch_size}"
+        fits = lambda m: t.num_envs % m == 0 and t.minibatch_rows % m == 0
+        what = f"num_envs={t.num_envs} or the minibatch of {t.minibatch_rows} rows"
     else:
         fits = lambda m: t.seeds % m == 0
         what = f"seeds={t.seeds}"
@@ -118,7 +118,7 @@ def make_mesh(cfg, devices=None) -> tuple[Mesh, str | None]:
     note = None
     if len(chosen) < len(everything):
         per = (f"{t.seeds // len(chosen)} seed(s) each" if not t.data_parallel
-               else f"{t.num_envs // len(chosen)} envs, {t.batch_size // len(chosen)} minibatch rows each")
+               else f"{t.num_envs // len(chosen)} envs, {t.minibatch_rows // len(chosen)} minibatch rows each")
         note = (f"note: {what} is not a multiple of the {len(everything)} devices: running on {len(chosen)} "
                 f"of them ({per}); use a multiple of {len(everything)} to use them all")
     shape = (1, len(chosen)) if t.data_parallel else (len(chosen), 1)

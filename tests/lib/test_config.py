@@ -28,3 +28,18 @@ def test_closest_preset_names_the_changed_fields():
     assert C.closest_preset(cfg) == ("tiny", ["lr=0.005"])
     assert C.closest_preset(cfg, ignore=("train.lr",)) == ("tiny", [])
     assert cfg.differing_fields(C.TINY) == ["train.lr"]
+
+
+def test_minibatch_rows_per_learner():
+    """What a gradient step's minibatch holds (data parallel splits it over devices): the replay
+    batch for DQN, a rollout's transitions over pqn_minibatches for PQN."""
+    assert C.CPU.train.minibatch_rows == C.CPU.train.batch_size == 64
+    pqn = C.override(C.CPU, "train", algo="pqn", pqn_rollout_steps=10, pqn_minibatches=5)
+    assert pqn.train.minibatch_rows == 32 * 10 // 5
+
+
+def test_model_and_algo_flags_are_named_after_what_they_pick():
+    from hrm_jax.cli import flag_name
+
+    assert flag_name("model", "arch") == "--model" and flag_name("train", "algo") == "--algo"
+    assert flag_name("env", "name") == "--env" and flag_name("train", "eval_net") == "--eval-net"
