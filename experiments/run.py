@@ -6,7 +6,7 @@
     python -m experiments.run --resume runs/four_rooms-last_token-cpu-s0
 
 Writes a run directory: config.json, metrics.jsonl, tb/ (TensorBoard), checkpoints/ (orbax),
-summary.json and curves.png; the driver is hrm_jax.runner. See README "Train".
+summary.json and curves.png; the driver is hrm_jax.runner. See docs/usage.md.
 """
 from __future__ import annotations
 

@@ -175,7 +175,7 @@ PAPER = Config()
 
 # The CPU-sized HRM: same algorithm (DQN, deep supervision, carry z, Polyak target), a small model
 # (hidden 32, one block per module, 2 segments), 32 envs, batch 64, and a faster schedule. Sized so
-# `python -m experiments.run` finishes in ~15 minutes on a shared 2-core CPU (README "Presets").
+# `python -m experiments.run` finishes in ~15 minutes on a shared 2-core CPU (docs/results/reproduce_cpu.md).
 # Several seeds loop one after another (seed_loop="map"): on a CPU that beats one vmapped program.
 # Greedy evaluation on 128 fresh environments (the authors and `paper`: 256): an evaluation of 256
 # took ~10% of a training chunk here (5.4 of 53 s per agent per 1k steps on one core); 128 halves

@@ -127,7 +127,7 @@ def train_side_by_side(plans: dict, sweep_dir: str) -> int:
     """One process per condition, each pinned to its own share of the cores (at least one each),
     all at once (hrm_jax.parallel). On this CPU two programs on one core each finish both
     conditions sooner than one after the other on both cores (the `cpu` preset: 0.089 s per
-    iteration on 2 cores vs 0.109 s on one; measured 1.6x, README "Results").
+    iteration on 2 cores vs 0.109 s on one; measured 1.6x, docs/scaling.md).
     Returns the first non-zero status."""
     from hrm_jax import parallel
 

@@ -7,7 +7,7 @@ starting from the previous step's detached carry; targets from the target net ru
 segments from the stored converged z) -> a Polyak target update after every gradient step.
 
 A *chunk* is `eval_every` gradient steps of iterations in one `lax.scan`, followed by a greedy
-evaluation; it returns a few scalars. The host loop (experiments/run.py) calls the jitted chunk
+evaluation; it returns a few scalars. The run driver (hrm_jax/runner.py) calls the jitted chunk
 repeatedly, so the program compiles once whatever the run length, and progress, logging and
 checkpoints happen between chunks. `train(key)` is the same thing as one jittable function.
 

@@ -6,7 +6,7 @@ analyses that pair of agents (same environments, same options) into OUT/agent-<i
 OUT/summary.md and summary.json: per agent pair the greedy success of both agents (and of the
 carry agent with z reset), per paper claim its verdict and which of its comparisons held
 robustly, split by module (z_H, z_L), and per claim in how many pairs it is supported. One agent
-pair can be an accident of its seed (README "Results": which module shows the paper's effect
+pair can be an accident of its seed (docs/results/random_goal.md: which module shows the paper's effect
 flipped between two agents); the tally says how often it is.
 """
 from __future__ import annotations
