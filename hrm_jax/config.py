@@ -299,6 +299,8 @@ def validate(cfg: Config) -> Config:
     _check((e.goal_row == -1) == (e.goal_col == -1),
            f"goal_row={e.goal_row}, goal_col={e.goal_col}: give both (a fixed goal cell) or neither (-1, a random goal)")
     _check(e.fixed_walls >= -1, f"fixed_walls={e.fixed_walls} must be >= 0 (or -1 for the env default)")
+    _check(e.name == "corridor_maze" or e.fixed_walls in (-1, 0),
+           f"fixed_walls={e.fixed_walls} applies only to corridor_maze (four-rooms has none)")
     return cfg
 
 

@@ -16,11 +16,6 @@ def test_make_env_observation_has_obs_len_tokens(name):
     assert obs.shape[0] == env.obs_len
 
 
-def test_make_env_refuses_fixed_walls_on_four_rooms():
-    with pytest.raises(ValueError, match="fixed_walls=2 applies only to corridor_maze"):
-        acting.make_env(EnvConfig(name="four_rooms", fixed_walls=2))
-
-
 def test_epsilon_greedy_is_greedy_at_0_and_uniform_at_1():
     q = jnp.tile(jnp.array([0.0, 3.0, 1.0, 2.0]), (4096, 1))
     np.testing.assert_array_equal(acting.epsilon_greedy(jax.random.key(0), q, jnp.float32(0.0)), 1)

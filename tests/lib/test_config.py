@@ -43,3 +43,10 @@ def test_model_and_algo_flags_are_named_after_what_they_pick():
 
     assert flag_name("model", "arch") == "--model" and flag_name("train", "algo") == "--algo"
     assert flag_name("env", "name") == "--env" and flag_name("train", "eval_net") == "--eval-net"
+
+
+def test_validate_refuses_fixed_walls_on_four_rooms():
+    """Checked once, with the rest of the config (acting.make_env no longer checks it)."""
+    with pytest.raises(ValueError, match="fixed_walls=2 applies only to corridor_maze"):
+        C.validate(C.override(C.TINY, "env", fixed_walls=2))
+    C.validate(C.override(C.TINY, "env", name="corridor_maze", fixed_walls=2))
