@@ -19,7 +19,8 @@ from hrm_jax import acting
 from hrm_jax.algos.common import make_optimizer, segment_td_grad
 from hrm_jax.cli import non_negative_int, positive_int
 from hrm_jax.config import validate
-from hrm_jax.models.flops import act_flops, grad_step_flops, reads_out
+from hrm_jax.models.flops import act_flops, grad_step_flops
+from hrm_jax.models.hrm import reads_out
 from hrm_jax.models.hrm import HRM, Carry, init_variables, make_model, readout_tokens, seed_carry
 
 TARGET_GEMM_FRACTION = 0.5     # acting FLOP/s >= 50% of a plain GEMM's

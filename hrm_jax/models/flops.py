@@ -15,6 +15,7 @@ Conventions:
 from __future__ import annotations
 
 from hrm_jax.config import ModelConfig
+from hrm_jax.models.hrm import reads_out
 
 
 def block_flops(cfg: ModelConfig, seq_len: int, batch: int, queries: int | None = None) -> int:
@@ -50,11 +51,6 @@ def segment_flops(cfg: ModelConfig, seq_len: int, batch: int) -> int:
     """Forward of one segment: H_cycles*L_cycles L-module passes + H_cycles H-module passes
     (the Q head is not included; see `act_flops`)."""
     return _passes(cfg, seq_len, batch, cfg.H_cycles * cfg.L_cycles, cfg.H_cycles)
-
-
-def reads_out(cfg: ModelConfig, keep: str = "stored") -> bool:
-    """Whether `model.run_segments(..., keep=keep)` computes its last H update at the read-out tokens only."""
-    return keep != "carry" and cfg.q_head != "mlp" and not (keep == "stored" and cfg.z_carry == "full")
 
 
 def act_flops(cfg: ModelConfig, seq_len: int, batch: int, keep: str = "stored") -> int:

@@ -36,7 +36,6 @@ import jax.numpy as jnp
 
 from envs.maps import AGENT
 from hrm_jax.config import ModelConfig
-from hrm_jax.models.flops import reads_out
 from hrm_jax.models.layers import Linear, ReasoningModule, compute_dtype, gather_tokens, lecun_normal, rotary_tables, trunc_normal
 
 # Sequences per chunk on CPU (see the module docstring); chosen by measurement at the paper
@@ -102,6 +101,12 @@ def q_token(cfg: ModelConfig, tokens: jax.Array) -> jax.Array:
     if cfg.q_head == "agent_token_linear":
         return (jnp.argmax(tokens == AGENT, axis=-1) + 1).astype(jnp.int32)
     return jnp.full(tokens.shape[:1], tokens.shape[1], jnp.int32)
+
+
+def reads_out(cfg: ModelConfig, keep: str = "stored") -> bool:
+    """Whether `run_segments(..., keep=keep)` computes its last H update at the read-out tokens only
+    (the FLOP counts, hrm_jax.models.flops, follow the same rule)."""
+    return keep != "carry" and cfg.q_head != "mlp" and not (keep == "stored" and cfg.z_carry == "full")
 
 
 def readout_tokens(cfg: ModelConfig, tokens: jax.Array) -> jax.Array | None:
@@ -274,14 +279,6 @@ def count_params(params: Any, exclude: tuple[str, ...] = ()) -> int:
     return total
 
 
-def init_stored(model: HRM, variables: dict, batch: int, obs_len: int) -> StoredZ:
-    """The StoredZ that seeds H_init/L_init (what an episode start uses), in the mode's shape."""
-    hi, li = variables["constants"]["H_init"], variables["constants"]["L_init"]
-    D = model.cfg.hidden
-    shape = (batch, obs_len + 1, D) if model.cfg.z_carry == "full" else (batch, D)
-    return StoredZ(z_H=jnp.broadcast_to(hi, shape), z_L=jnp.broadcast_to(li, shape))
-
-
 def seed_carry(model: HRM, variables: dict, stored: StoredZ | None, batch: int, obs_len: int) -> Carry:
     """The carry an environment step starts from.
 
@@ -304,16 +301,6 @@ def to_stored(model: HRM, carry: Carry) -> StoredZ:
     if model.cfg.z_carry == "full":
         return StoredZ(z_H=carry.z_H, z_L=carry.z_L)
     return StoredZ(z_H=carry.z_H[:, -1], z_L=carry.z_L[:, -1])
-
-
-def where_reset(stored_seed: StoredZ, stored_init: StoredZ, done: jax.Array) -> StoredZ:
-    """Per environment: `stored_init` where done[b], else `stored_seed` (z reset at episode start)."""
-
-    def sel(a, b):
-        m = done.reshape(done.shape + (1,) * (a.ndim - done.ndim))
-        return jnp.where(m, b, a)
-
-    return jax.tree_util.tree_map(sel, stored_seed, stored_init)
 
 
 def _chunk_size(batch: int, chunk: int | None) -> int:
@@ -370,7 +357,7 @@ def run_segments(model: HRM, variables: dict, tokens: jax.Array, carry: Carry, n
     if keep not in ("carry", "stored", "none"):
         raise ValueError(f"run_segments: keep={keep!r}; allowed: carry, stored, none")
     cfg = model.cfg
-    read_out = reads_out(cfg, keep)  # the same rule the FLOP counts use
+    read_out = reads_out(cfg, keep)
     variables = jax.lax.stop_gradient(variables)
     carry = jax.lax.stop_gradient(carry)
 

@@ -11,8 +11,9 @@ import pytest
 
 from hrm_jax.config import ModelConfig
 from hrm_jax.models.layers import Linear, rms_norm, rotary_tables
-from hrm_jax.models.hrm import (HRM, Carry, StoredZ, count_params, init_stored, init_variables, make_model, readout_tokens,
-                           run_segments, seed_carry, segment, to_stored, where_reset)
+from hrm_jax.acting import initial_z, select_where
+from hrm_jax.models.hrm import (HRM, Carry, StoredZ, count_params, init_variables, make_model, readout_tokens,
+                           run_segments, seed_carry, segment, to_stored)
 
 # Small but structurally complete: H_cycles = L_cycles = 2, so the no-gradient part has L, L, H, L.
 TINY = ModelConfig(hidden=32, heads=2, H_layers=1, L_layers=1, H_cycles=2, L_cycles=2, segments_per_step=2)
@@ -121,7 +122,7 @@ def test_shapes(obs_len, mode):
     stored = to_stored(model, fin)
     want = (b, S, D) if mode == "full" else (b, D)
     assert stored.z_H.shape == stored.z_L.shape == want
-    assert init_stored(model, v, b, obs_len).z_H.shape == want
+    assert initial_z(model, v, b, obs_len).z_H.shape == want
     assert jax.eval_shape(lambda v, t, c: run_segments(model, v, t, c, 2), v, tok, carry)[2] is None
 
 
@@ -434,19 +435,20 @@ def test_full_mode_round_trips(tiny):
     assert not np.allclose(q_full, q_last)
 
 
-def test_where_reset(tiny):
+def test_z_reset_where_episodes_ended(tiny):
+    """What the learners do at episode ends: acting.select_where(done, initial_z, z)."""
     model, v = tiny
     seed = StoredZ(z_H=jnp.ones((4, TINY.hidden)), z_L=2 * jnp.ones((4, TINY.hidden)))
-    init = init_stored(model, v, 4, T)
+    init = initial_z(model, v, 4, T)
     done = jnp.array([True, False, False, True])
-    out = where_reset(seed, init, done)
+    out = select_where(done, init, seed)
     for b in range(4):
         want = init if done[b] else seed
         np.testing.assert_array_equal(out.z_H[b], want.z_H[b])
         np.testing.assert_array_equal(out.z_L[b], want.z_L[b])
     full = make_model(dataclasses.replace(TINY, z_carry="full"))
-    fi = init_stored(full, v, 4, T)
-    fo = where_reset(StoredZ(z_H=jnp.zeros_like(fi.z_H), z_L=jnp.zeros_like(fi.z_L)), fi, done)
+    fi = initial_z(full, v, 4, T)
+    fo = select_where(done, fi, StoredZ(z_H=jnp.zeros_like(fi.z_H), z_L=jnp.zeros_like(fi.z_L)))
     np.testing.assert_array_equal(fo.z_H[0], fi.z_H[0])
     np.testing.assert_array_equal(fo.z_H[1], 0)
 
