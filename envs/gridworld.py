@@ -1,6 +1,6 @@
 """The gridworld both mazes share: moves, rewards, goal, truncation, door dynamics, resets.
 
-Semantics (reference-facts §1): 4 actions N/E/S/W; a blocked move (wall, fixed wall, closed door)
+Semantics (docs/reference.md §1): 4 actions N/E/S/W; a blocked move (wall, fixed wall, closed door)
 leaves the agent in place with reward `params.blocked_reward` (-0.01); stepping onto the goal gives
 +1 and terminates; truncation at `max_steps_in_episode` (blocked moves count). After every move the
 closed doors are updated (`joint`: with probability p, or when none is closed, the whole closed

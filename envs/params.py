@@ -21,7 +21,7 @@ class MazeParams:
     max_steps_in_episode: int = 80
     p_change: float = 0.05
     # reward of a move into a wall, a closed door or the border (authors: -0.01, the default);
-    # a larger penalty is an option for the agents that get stuck bumping (README, deviations).
+    # a larger penalty is an option for the agents that get stuck bumping (docs/deviations.md).
     blocked_reward: float = BLOCKED_REWARD
     # joint: with probability p_change (or when none is closed) the whole closed set is redrawn;
     # independent: each door toggles with probability p_change.

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved config, parameter count and FLOPs of one acting / gradient step, then exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
-    d = p.add_argument_group("multi-host (README \"Scaling\")")
+    d = p.add_argument_group("multi-host (docs/scaling.md)")
     d.add_argument("--distributed", action="store_true",
                    help="join a multi-process run with jax.distributed.initialize(); process 0 writes logs and checkpoint metadata")
     d.add_argument("--coordinator-address", default=None, metavar="HOST:PORT",

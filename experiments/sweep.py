@@ -1,4 +1,4 @@
-"""Carry-Z vs reset-Z sweep (paper §3.1, figures 3-4; reference-facts §3 "Seeds").
+"""Carry-Z vs reset-Z sweep (paper §3.1, figures 3-4; docs/reference.md §3 "Seeds").
 
     python -m experiments.sweep --env four_rooms --z-carry last_token reset --seeds 5
     python -m experiments.sweep --preset paper --env corridor_maze --seeds 5 --out runs/sweep-maze

@@ -7,7 +7,7 @@ import argparse
 
 from hrm_jax import config as C
 
-# The authors' PyTorch code on this CPU (docs: /work/shared/reference/measurements.md), 2 threads, idle machine.
+# The authors' PyTorch code on this CPU (docs/reference.md §6), 2 threads, idle machine.
 PEER = {
     "act_step_s": {"bfloat16": 15.3, "float32": 44.9},      # 256 envs, 8 segments no-grad + env step, per collection
     "act_forward_s": {"bfloat16": 15.0},                    # the model forward alone of that collection
