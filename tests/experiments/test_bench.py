@@ -14,7 +14,7 @@ from experiments import bench
 from experiments.bench import cli, presets, registry, report, timing
 from hrm_jax import machine
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env():
